@@ -1,0 +1,1 @@
+"""ilif.analysis."""

@@ -1,0 +1,195 @@
+"""The neurons as modules: thin wrappers of :mod:`ilif.neurons.functional` (equations there)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ilif.neurons import functional as F
+from ilif.neurons.base import Neuron, check_tau, check_unit
+
+
+class LIF(Neuron):
+    """Leaky integrate-and-fire, soft reset, inputs not divided by τ::
+
+    H_t = λ·v_{t−1} + x_t ;  S_t = Θ(H_t − θ) ;  v_t = H_t − S_t·θ ;  λ = 1 − 1/τ
+    """
+
+    kind = "lif"
+    state_type = F.LIFState
+    step_fn = F.lif_step
+
+    def __init__(self, tau: float = 2.0, v_threshold: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(tau=check_tau(tau), v_threshold=v_threshold, **kwargs)
+
+    def params(self) -> F.LIFParams:
+        return F.LIFParams(self.decay, self.v_threshold, self.detach_reset)
+
+
+class ILIF(Neuron):
+    """Temporal inhibitory LIF (arXiv 2505.10371), the authors' reference semantics::
+
+    I_t = k·(I_{t−1} + x_{t−1}·S_{t−1})         CIU trace (k = ciu_gain)
+    H_t = λ·v_{t−1} + x_t − max(I_t, 0)
+    S_t = Θ(H_t − θ)
+    U_t = H_t − S_t·θ
+    M_t = κ·(M_{t−1} + S_t·U_t)                  MPIU memory (κ = mpiu_gain)
+    v_t = U_t − S_t·σ(M_t)
+
+    ``mpiu=False`` / ``ciu=False`` switch a unit off (both off: exactly :class:`LIF`).
+    ``detach_inhibition=True`` cuts the gradient through max(I, 0) and σ(M).
+    """
+
+    kind = "ilif"
+    state_type = F.ILIFState
+    step_fn = F.ilif_step
+
+    def __init__(
+        self,
+        tau: float = 2.0,
+        v_threshold: float = 1.0,
+        ciu_gain: float = 0.03,
+        mpiu_gain: float = 1.0,
+        mpiu: bool = True,
+        ciu: bool = True,
+        detach_inhibition: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(tau=check_tau(tau), v_threshold=v_threshold, **kwargs)
+        self.ciu_gain = check_unit(ciu_gain, "ciu_gain")
+        self.mpiu_gain = check_unit(mpiu_gain, "mpiu_gain")
+        self.mpiu = bool(mpiu)
+        self.ciu = bool(ciu)
+        self.detach_inhibition = bool(detach_inhibition)
+
+    def params(self) -> F.ILIFParams:
+        return F.ILIFParams(
+            self.decay,
+            self.v_threshold,
+            self.ciu_gain,
+            self.mpiu_gain,
+            self.mpiu,
+            self.ciu,
+            self.detach_reset,
+            self.detach_inhibition,
+        )
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            **super().hyperparameters(),
+            "ciu_gain": self.ciu_gain,
+            "mpiu_gain": self.mpiu_gain,
+            "mpiu": self.mpiu,
+            "ciu": self.ciu,
+            "detach_inhibition": self.detach_inhibition,
+        }
+
+
+class CLIF(Neuron):
+    """Complementary LIF (Huang et al., ICML 2024)::
+
+    H_t = λ·v_{t−1} + x_t ;  C'_t = C_{t−1}·σ(H_t/τ) ;  S_t = Θ(H_t − θ)
+    C_t = C'_t + S_t ;  v_t = H_t − S_t·θ − S_t·σ(C_t)
+    """
+
+    kind = "clif"
+    state_type = F.CLIFState
+    step_fn = F.clif_step
+
+    def __init__(self, tau: float = 2.0, v_threshold: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(tau=check_tau(tau), v_threshold=v_threshold, **kwargs)
+
+    def params(self) -> F.CLIFParams:
+        return F.CLIFParams(self.decay, self.tau, self.v_threshold, self.detach_reset)
+
+
+class PLIF(Neuron):
+    """Parametric LIF (Fang et al., 2021): LIF with a learnable leak::
+
+    1/τ = σ(w), w initialised so that τ = τ₀ (``tau``, > 1) ;  λ = 1 − σ(w)
+    H_t = λ·v_{t−1} + x_t ;  S_t = Θ(H_t − θ) ;  v_t = H_t − S_t·θ
+    """
+
+    kind = "plif"
+    state_type = F.LIFState
+    step_fn = F.lif_step
+
+    def __init__(self, tau: float = 2.0, v_threshold: float = 1.0, **kwargs: Any) -> None:
+        tau = check_tau(tau, strict=True)
+        super().__init__(tau=tau, v_threshold=v_threshold, **kwargs)
+        self.w = nn.Parameter(torch.tensor(-math.log(tau - 1.0)))
+
+    @property
+    def decay(self) -> Tensor:
+        return 1.0 - torch.sigmoid(self.w)
+
+    def params(self) -> F.LIFParams:
+        return F.LIFParams(self.decay, self.v_threshold, self.detach_reset)
+
+
+class ALIF(Neuron):
+    """Adaptive-threshold LIF (Bellec et al., 2018)::
+
+    a_t = ρ·a_{t−1} + (1 − ρ)·S_{t−1} ;  ρ = exp(−1/τ_a) ;  θ_t = θ₀ + β·a_t
+    H_t = λ·v_{t−1} + x_t ;  S_t = Θ(H_t − θ_t) ;  v_t = H_t − S_t·θ_t
+    """
+
+    kind = "alif"
+    state_type = F.ALIFState
+    step_fn = F.alif_step
+
+    def __init__(
+        self,
+        tau: float = 2.0,
+        v_threshold: float = 1.0,
+        tau_adapt: float = 4.0,
+        beta: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(tau=check_tau(tau), v_threshold=v_threshold, **kwargs)
+        tau_adapt, beta = float(tau_adapt), float(beta)
+        if not math.isfinite(tau_adapt) or tau_adapt <= 0:
+            raise ValueError(f"tau_adapt must be > 0, got tau_adapt={tau_adapt!r}")
+        if not math.isfinite(beta) or beta < 0:
+            raise ValueError(f"beta must be >= 0, got beta={beta!r}")
+        self.tau_adapt = tau_adapt
+        self.beta = beta
+
+    def params(self) -> F.ALIFParams:
+        return F.ALIFParams(
+            self.decay, math.exp(-1.0 / self.tau_adapt), self.beta, self.v_threshold,
+            self.detach_reset,
+        )
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "tau_adapt": self.tau_adapt, "beta": self.beta}
+
+
+NEURONS: dict[str, type[Neuron]] = {
+    cls.kind: cls for cls in (LIF, ILIF, CLIF, PLIF, ALIF)
+}
+# Named variants: the ILIF ablations.
+NEURON_VARIANTS: dict[str, tuple[type[Neuron], dict[str, Any]]] = {
+    "lif": (LIF, {}),
+    "ilif": (ILIF, {}),
+    "ilif-mpiu": (ILIF, {"ciu": False}),
+    "ilif-ciu": (ILIF, {"mpiu": False}),
+    "clif": (CLIF, {}),
+    "plif": (PLIF, {}),
+    "alif": (ALIF, {}),
+}
+
+
+def create_neuron(name: str, **kwargs: Any) -> Neuron:
+    """A neuron by name (``lif``, ``ilif``, ``ilif-mpiu`` = LIF+MPIU, ``ilif-ciu`` = LIF+CIU,
+    ``clif``, ``plif``, ``alif``); keyword arguments go to its constructor."""
+    key = str(name).lower()
+    if key not in NEURON_VARIANTS:
+        raise ValueError(
+            f"unknown neuron {name!r}; valid names: {', '.join(NEURON_VARIANTS)}"
+        )
+    cls, preset = NEURON_VARIANTS[key]
+    return cls(**{**preset, **kwargs})
