@@ -9,6 +9,7 @@ from ``h``, the fused kernels count them as they go). The monitor accumulates::
     surrogate_mean   = Σ g(h)   / (neurons · T · samples)
     overactive_share = share of a sample's neurons that fire at more than half of its T steps
     dead_share       = share of neurons that never fire over the whole monitored pass
+                       (these two on evaluation passes, by default; see ``track_neurons``)
 
 Running sums stay on the neuron's device as small tensors (one value per time step, plus one
 "ever fired" flag per neuron), so recording never waits for the device; :meth:`SpikeMonitor.summary`
@@ -57,13 +58,13 @@ class LayerStats:
     open: Tensor | None = None
     surrogate_sum: Tensor | None = None
     neuron_steps: list[int] = field(default_factory=list)  # per time step
-    neurons: int = 0
+    neurons: int = 0  # per sample
     steps: int = 0
-    overactive: Tensor | None = None  # Σ over samples of the overactive share
-    samples_seen: int = 0
+    overactive: Tensor | None = None  # overactive (sample, neuron) pairs
+    neuron_samples: int = 0  # (sample, neuron) pairs seen
     ever_fired: Tensor | None = None
 
-    def record(self, stats: NeuronStats) -> None:
+    def record(self, stats: NeuronStats, spikes: Tensor) -> None:
         steps = int(stats.spikes.numel())
         self.spikes = _accumulate(self.spikes, stats.spikes)
         self.open = _accumulate(self.open, stats.open)
@@ -72,26 +73,26 @@ class LayerStats:
             self.neuron_steps += [0] * (steps - len(self.neuron_steps))
         for t in range(steps):
             self.neuron_steps[t] += int(stats.neurons)
-        self.neurons = int(stats.neurons)
+        self.neurons = spikes[0, 0].numel() if spikes.dim() > 2 else spikes[0].numel()
         self.steps = max(self.steps, steps)
 
     def record_neurons(self, spikes: Tensor) -> None:
-        """Per-neuron flags from the spike tensor ``[T, N, *]`` (or ``[T, *]``) of one call."""
+        """Per-neuron flags from the spike tensor ``[T, N, *]`` (or ``[T, *]``) of one call: one
+        pass over the spikes (the count per neuron), the rest on the T-times smaller counts."""
         steps = spikes.shape[0]
         with torch.no_grad():
             counts = spikes.detach().sum(dim=0)  # spikes per neuron over the sequence
-            if counts.dim() == 0:
-                counts = counts.reshape(1)
             samples = counts.shape[0] if counts.dim() > 1 else 1
-            fired = (counts > 0).reshape(samples, -1).any(dim=0)
+            flat = counts.reshape(samples, -1)
+            fired = flat.amax(dim=0) > 0
             if self.ever_fired is None or self.ever_fired.shape != fired.shape:
-                self.ever_fired = fired.clone()
+                self.ever_fired = fired
             else:
                 self.ever_fired |= fired
             if steps > 1:
-                share = (counts > steps / 2).reshape(samples, -1).to(torch.float64).mean(dim=1)
-                self.overactive = _accumulate(self.overactive, share.sum().reshape(1))
-                self.samples_seen += samples
+                over = torch.count_nonzero(flat > steps / 2).reshape(1)
+                self.overactive = _accumulate(self.overactive, over)
+                self.neuron_samples += flat.numel()
 
     def as_dict(self) -> dict[str, Any]:
         total = float(max(sum(self.neuron_steps), 1))
@@ -103,13 +104,13 @@ class LayerStats:
             else math.nan
         )
         overactive = (
-            float(self.overactive.sum()) / self.samples_seen if self.samples_seen else math.nan
+            float(self.overactive.sum()) / self.neuron_samples if self.neuron_samples else math.nan
         )
         return {
             "firing_rate": sum(spikes) / total,
             "open_rate": sum(opened) / total,
             "surrogate_mean": sum(_as_list(self.surrogate_sum)) / total,
-            "neurons": self.ever_fired.numel() if self.ever_fired is not None else self.neurons,
+            "neurons": self.neurons,
             "neuron_steps": sum(self.neuron_steps),
             "overactive_share": overactive,
             "dead_share": dead,
@@ -149,10 +150,13 @@ class SpikeMonitor:
         mon.summary()["layers"]["features.2"]["firing_rate"]
 
     ``track_neurons`` keeps one "ever fired" flag per neuron (for ``dead_share``) and counts
-    overactive neurons; switch it off to read only the per-step sums.
+    overactive neurons, which costs one more pass over the spikes: ``None`` (default) on
+    evaluation passes only (neurons in eval mode, where these two are defined; in training mode
+    they read NaN and the monitor adds nothing to the kernels' own counting), ``True`` always,
+    ``False`` never.
     """
 
-    def __init__(self, model: nn.Module, track_neurons: bool = True) -> None:
+    def __init__(self, model: nn.Module, track_neurons: bool | None = None) -> None:
         self.track_neurons = track_neurons
         self._neurons = neuron_layers(model)
         if not self._neurons:
@@ -192,8 +196,9 @@ class SpikeMonitor:
             return
         if self._enabled:
             layer = self.layers[name]
-            layer.record(stats)
-            if self.track_neurons:
+            layer.record(stats, spikes)
+            track = self.track_neurons
+            if track or (track is None and not neuron.training):
                 layer.record_neurons(spikes)
         chained = self._previous.get(name)
         if chained is not None:

@@ -1,0 +1,319 @@
+"""``ilif sweep``: a grid of training runs over neurons × surrogates × widths × seeds.
+
+Every cell is one ``run_training`` call with the base configuration and the cell's neuron,
+surrogate, width γ and seed, in its own run directory ``OUT/cells/<cell>``, with the measurements
+of :class:`~ilif.analysis.callback.AnalysisCallback` riding on it. The sweep resumes: a cell whose
+``summary.json`` holds the analysis is skipped, a cell with a ``checkpoint_last.pt`` continues
+from it. After every cell ``OUT/results.csv`` and ``OUT/results.json`` are rewritten (atomically)
+from the cells' summaries: accuracy, firing and gradient-open rates, gradient norms, energy and
+time, one row per cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ilif.analysis.callback import AnalysisCallback
+from ilif.analysis.energy import EnergyConstants
+
+SWEEP_FILE = "sweep.json"
+RESULTS_CSV, RESULTS_JSON = "results.csv", "results.json"
+
+# Gradient-path variants of a neuron: extra constructor arguments and a label suffix.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "": {},
+    "detach-reset": {"detach_reset": True},
+    "detach-inhibition": {"detach_inhibition": True},
+}
+
+PRESETS: dict[str, dict[str, list[Any]]] = {
+    # LIF vs ILIF over the surrogate width γ
+    "width": {"neurons": ["lif", "ilif"], "widths": [0.25, 0.5, 1.0, 2.0, 4.0]},
+    # LIF, LIF+MPIU, LIF+CIU, ILIF at one γ
+    "ablation": {"neurons": ["lif", "ilif-mpiu", "ilif-ciu", "ilif"]},
+    # the four surrogate shapes at equal width
+    "surrogate": {
+        "neurons": ["lif", "ilif"], "surrogates": ["rectangle", "triangle", "sigmoid", "atan"],
+    },
+    # the comparators
+    "neurons": {"neurons": ["lif", "plif", "alif", "clif", "ilif"]},
+    # ILIF with its reset path, or its inhibitory paths, cut from the gradient
+    "gradient-paths": {"neurons": ["ilif"], "variants": ["", "detach-reset", "detach-inhibition"]},
+}
+
+COLUMNS = (
+    "cell", "neuron", "variant", "surrogate", "width", "seed", "status", "epochs",
+    "test_acc", "val_acc", "max_test_acc", "train_acc",
+    "firing_rate", "train_firing_rate", "open_rate", "surrogate_mean", "test_open_rate",
+    "overactive_share", "dead_share",
+    "grad_norm", "grad_norm_first_layer", "grad_norm_last_layer",
+    "flops", "sops", "synaptic_energy_pj", "neuron_energy_pj", "memory_energy_pj",
+    "snn_energy_pj", "ann_energy_pj", "energy_ratio", "seconds", "run_dir",
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the grid."""
+
+    neuron: str
+    surrogate: str
+    width: float
+    seed: int
+    variant: str = ""
+
+    @property
+    def label(self) -> str:
+        """The neuron with its gradient-path variant, e.g. ``ilif+detach-reset``."""
+        return f"{self.neuron}+{self.variant}" if self.variant else self.neuron
+
+    @property
+    def name(self) -> str:
+        """The run directory name, e.g. ``ilif_rectangle_w0.5_s1``."""
+        return f"{self.label}_{self.surrogate}_w{self.width:g}_s{self.seed}"
+
+    def neuron_kwargs(self) -> dict[str, Any]:
+        return dict(VARIANTS[self.variant])
+
+
+@dataclass
+class Grid:
+    """The axes of a sweep (every combination is a cell)."""
+
+    neurons: list[str]
+    surrogates: list[str]
+    widths: list[float]
+    seeds: list[int]
+    variants: list[str] = field(default_factory=lambda: [""])
+
+    def cells(self) -> list[Cell]:
+        """Every combination; unknown names are an error listing the valid ones."""
+        from ilif.neurons import NEURON_VARIANTS
+        from ilif.surrogate import SURROGATES
+
+        for label, names, valid in (("neuron", self.neurons, NEURON_VARIANTS),
+                                    ("surrogate", self.surrogates, SURROGATES)):
+            for name in names:
+                if name not in valid:
+                    raise ValueError(f"unknown {label} {name!r}; valid: {', '.join(valid)}")
+        for width in self.widths:
+            if not (math.isfinite(width) and width > 0):
+                raise ValueError(f"surrogate widths must be > 0, got {width!r}")
+        for variant in self.variants:
+            if variant not in VARIANTS:
+                valid = ", ".join(v or "full" for v in VARIANTS)
+                raise ValueError(f"unknown variant {variant!r}; valid variants: {valid}")
+        return [
+            Cell(neuron, surrogate, float(width), int(seed), variant)
+            for neuron in self.neurons
+            for variant in self.variants
+            for surrogate in self.surrogates
+            for width in self.widths
+            for seed in self.seeds
+        ]
+
+
+def make_grid(
+    base: Any,
+    preset: str | None = None,
+    neurons: Sequence[str] | None = None,
+    surrogates: Sequence[str] | None = None,
+    widths: Sequence[float] | None = None,
+    seeds: Sequence[int] | None = None,
+    variants: Sequence[str] | None = None,
+) -> Grid:
+    """The grid of a preset (if any), each axis replaced where given, else the base config's."""
+    values: dict[str, list[Any]] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+        values.update({k: list(v) for k, v in PRESETS[preset].items()})
+    given = {"neurons": neurons, "surrogates": surrogates, "widths": widths, "seeds": seeds,
+             "variants": variants}
+    values.update({k: list(v) for k, v in given.items() if v})
+    return Grid(
+        neurons=values.get("neurons", [base.neuron]),
+        surrogates=values.get("surrogates", [base.surrogate]),
+        widths=[float(w) for w in values.get("widths", [base.width])],
+        seeds=[int(s) for s in values.get("seeds", [base.seed])],
+        variants=values.get("variants", [""]),
+    )
+
+
+# ------------------------------------------------------------------------------------- results
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and value is not None else math.nan
+
+
+def result_row(cell: Cell, summary: dict[str, Any], status: str = "done") -> dict[str, Any]:
+    """One flat results row (the columns of :data:`COLUMNS`) from a cell's summary."""
+    analysis = summary.get("analysis") or {}
+    energy = analysis.get("energy") or {}
+    grads = [v for v in (analysis.get("layer_grad_norm") or {}).values() if v is not None]
+    test_acc = summary.get("test_accuracy_at_best")
+    if test_acc is None:
+        test_acc = summary.get("final_test_accuracy")
+    firing = analysis.get("test_firing_rate", summary.get("test_firing_rate"))
+    row = {
+        "cell": cell.name, "neuron": cell.label, "variant": cell.variant,
+        "surrogate": cell.surrogate, "width": cell.width, "seed": cell.seed, "status": status,
+        "epochs": summary.get("epochs"),
+        "test_acc": _number(test_acc),
+        "val_acc": _number(summary.get("best_val_accuracy")),
+        "max_test_acc": _number(summary.get("paper_protocol_max_test_accuracy")),
+        "train_acc": _number(summary.get("final_train_accuracy")),
+        "firing_rate": _number(firing),
+        "train_firing_rate": _number(analysis.get("train_firing_rate", summary.get("firing_rate"))),
+        "open_rate": _number(analysis.get("train_open_rate")),
+        "surrogate_mean": _number(analysis.get("train_surrogate_mean")),
+        "test_open_rate": _number(analysis.get("test_open_rate")),
+        "overactive_share": _number(analysis.get("test_overactive_share")),
+        "dead_share": _number(analysis.get("test_dead_share")),
+        "grad_norm": _number(analysis.get("grad_norm")),
+        "grad_norm_first_layer": _number(grads[0]) if grads else math.nan,
+        "grad_norm_last_layer": _number(grads[-1]) if grads else math.nan,
+        "seconds": _number(summary.get("wall_time_s")),
+        "run_dir": summary.get("run_dir", ""),
+    }
+    for key in ("flops", "sops", "synaptic_energy_pj", "neuron_energy_pj", "memory_energy_pj",
+                "snn_energy_pj", "ann_energy_pj", "energy_ratio"):
+        row[key] = _number(energy.get(key))
+    return row
+
+
+def result_details(summary: dict[str, Any]) -> dict[str, Any]:
+    """The per-layer measurements of a cell (for results.json and the report)."""
+    analysis = summary.get("analysis") or {}
+    return {
+        "layers": analysis.get("test_layers", {}),
+        "layer_grad_norm": analysis.get("layer_grad_norm", {}),
+        "layer_grad_norm_per_step": analysis.get("layer_grad_norm_per_step", {}),
+        "energy_layers": (analysis.get("energy") or {}).get("layers", []),
+        "raster": analysis.get("raster"),
+    }
+
+
+def write_results(out: Path, rows: list[dict[str, Any]], details: dict[str, Any]) -> None:
+    """``results.csv`` (flat rows) and ``results.json`` (rows plus per-layer details)."""
+    from ilif.train.files import write_json, write_text
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v)
+                         for k, v in row.items()})
+    write_text(out / RESULTS_CSV, buffer.getvalue())
+    write_json(out / RESULTS_JSON, {
+        "columns": list(COLUMNS),
+        "cells": [{**row, **details.get(row["cell"], {})} for row in rows],
+    })
+
+
+# ----------------------------------------------------------------------------------- the sweep
+def _read_summary(run_dir: Path) -> dict[str, Any] | None:
+    import json
+
+    path = run_dir / "summary.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # an unreadable summary: the cell runs again (from its checkpoint)
+
+
+def run_sweep(
+    base: Any,
+    grid: Grid,
+    out: str | Path,
+    constants: EnergyConstants | None = None,
+    analysis_batches: int | None = None,
+    say: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Run every cell of ``grid`` (skipping finished ones) and write the results files.
+
+    ``base``: a :class:`ilif.train.TrainConfig`; each cell replaces neuron, surrogate, width,
+    seed, out and resume (and adds its variant's ``neuron_kwargs``). Returns the rows.
+    A cell that fails is recorded (status ``failed: …``) and the sweep goes on.
+    """
+    from ilif.train import run_training
+    from ilif.train.files import write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cells = grid.cells()
+    write_json(out / SWEEP_FILE, {"grid": asdict(grid), "base": base.to_dict(),
+                                  "constants": asdict(constants or EnergyConstants()),
+                                  "cells": [c.name for c in cells]})
+    rows: list[dict[str, Any]] = []
+    details: dict[str, Any] = {}
+    started = time.perf_counter()
+    for index, cell in enumerate(cells, 1):
+        run_dir = out / "cells" / cell.name
+        head = f"[{index}/{len(cells)}] {cell.name}"
+        summary = _read_summary(run_dir)
+        status = "done"
+        if summary is not None and "analysis" in summary:
+            say(f"{head}: finished before, skipped")
+        else:
+            last = run_dir / "checkpoint_last.pt"
+            config = base.replace(
+                neuron=cell.neuron, surrogate=cell.surrogate, width=cell.width, seed=cell.seed,
+                out=str(run_dir), resume=str(last) if last.exists() else None,
+                neuron_kwargs={**base.neuron_kwargs, **cell.neuron_kwargs()},
+            )
+            say(f"{head}: " + ("resuming from checkpoint_last.pt" if last.exists() else "training"))
+            try:
+                summary = run_training(config, [AnalysisCallback(constants, analysis_batches)])
+            except Exception as err:  # a failed cell is recorded; the grid goes on
+                message = str(err).splitlines()[0] if str(err) else ""
+                status = f"failed: {type(err).__name__}: {message}"
+                say(f"{head}: {status}")
+                (run_dir / "error.txt").parent.mkdir(parents=True, exist_ok=True)
+                (run_dir / "error.txt").write_text(traceback.format_exc())
+                summary = {"run_dir": str(run_dir)}
+        row = result_row(cell, summary, status)
+        rows.append(row)
+        details[cell.name] = result_details(summary)
+        write_results(out, rows, details)
+        if status == "done":
+            say(f"{head}: test acc {row['test_acc']:.4f}  firing rate {row['firing_rate']:.4f}  "
+                f"open rate {row['open_rate']:.4f}  energy {row['snn_energy_pj'] / 1e3:.1f} nJ  "
+                f"({row['seconds']:.0f} s)")
+    say(f"sweep: {len(cells)} cells in {time.perf_counter() - started:.0f} s; results in "
+        f"{out / RESULTS_CSV}")
+    return rows
+
+
+def parse_list(
+    text: str | None, kind: Callable[[str], Any] = str, name: str = "list"
+) -> list[Any] | None:
+    """``"a,b,c"`` -> ``[kind(a), kind(b), kind(c)]`` (None for None or empty); a value that
+    does not convert is an error naming ``name``."""
+    if not text:
+        return None
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            values.append(kind(part))
+        except ValueError:
+            raise ValueError(
+                f"{name}: {part!r} is not a valid {getattr(kind, '__name__', 'value')}"
+                f" (expected a comma-separated list, e.g. {name} 0.5,1,2)"
+            ) from None
+    return values
+
+
+def failed(rows: Iterable[dict[str, Any]]) -> list[str]:
+    return [row["cell"] for row in rows if str(row["status"]).startswith("failed")]

@@ -1,0 +1,224 @@
+"""The fused multi-step CPU path: one numba pass forward, one BPTT pass backward.
+
+:class:`FusedNeuronFunction` is the autograd function. Its forward runs the whole time loop
+(:func:`ilif.kernels._numba_ops.forward`) and saves, per neuron-step, only the spikes as uint8
+(1 byte) beside the input ``x`` that autograd already holds (a contiguous copy is made, and
+saved, only for non-contiguous input). Its backward recomputes the states from ``x`` and the
+initial state chunk by chunk and runs BPTT backwards in time
+(:func:`ilif.kernels._numba_ops.backward`). Gradients flow to the input, to the initial state
+and from the final state, exactly as through the eager loop, so calls can be chained.
+
+Supported: LIF, ILIF (every flag), CLIF; every surrogate, any width; float32 and float64.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ilif.neurons import functional as F
+from ilif.neurons.base import Neuron, NeuronStats
+
+__all__ = ["cpu_multi_step", "unsupported_reason", "FusedNeuronFunction"]
+
+_SUPPORTED_DTYPES = (torch.float32, torch.float64)
+_STEP_KIND = {F.lif_step: "lif", F.ilif_step: "ilif", F.clif_step: "clif"}
+
+
+def _ops():
+    """The numba module, imported (and its kernels compiled or loaded from cache) on first use."""
+    from ilif.kernels import _numba_ops
+
+    return _numba_ops
+
+
+def unsupported_reason(neuron: Neuron, x_seq: Tensor, state: NamedTuple) -> str | None:
+    """Why the fused CPU kernel cannot run this call, or None when it can."""
+    kind = _STEP_KIND.get(type(neuron).step_fn)
+    if kind is None or neuron.kind not in ("lif", "ilif", "clif"):
+        return (
+            f"no fused CPU kernel for {type(neuron).__name__} (kind {neuron.kind!r}); "
+            "it exists for LIF, ILIF and CLIF"
+        )
+    if isinstance(neuron.decay, Tensor):
+        return f"{type(neuron).__name__} has a tensor (learnable) decay"
+    if x_seq.device.type != "cpu":
+        return f"the input is on {x_seq.device}, the fused CPU kernel needs CPU tensors"
+    if x_seq.dtype not in _SUPPORTED_DTYPES:
+        return f"input dtype {x_seq.dtype} (the fused CPU kernel runs float32 and float64)"
+    if torch.is_autocast_enabled("cpu"):
+        return "CPU autocast is enabled (the fused CPU kernel runs float32/float64 only)"
+    if any(t.dtype != x_seq.dtype or t.device != x_seq.device for t in state):
+        return "the state's dtype or device differs from the input's"
+    try:
+        import numba  # noqa: F401
+    except ImportError:  # pragma: no cover - numba is a runtime dependency
+        return "numba is not installed (pip install numba)"
+    return None
+
+
+class _Config(NamedTuple):
+    """Everything a call needs besides tensors: kernel arrays and the stats request."""
+
+    cfg: np.ndarray  # int64[CFG_SIZE]
+    par: np.ndarray  # dtype[PAR_SIZE]
+
+
+def _config(neuron: Neuron, dtype: torch.dtype, want_stats: bool) -> _Config:
+    ops = _ops()
+    p = neuron.params()
+    cfg = np.zeros(ops.CFG_SIZE, np.int64)
+    par = np.zeros(ops.PAR_SIZE, np.float32 if dtype == torch.float32 else np.float64)
+    cfg[ops.KIND] = ops.KIND_CLIF if neuron.kind == "clif" else ops.KIND_ILIF
+    cfg[ops.DETACH_RESET] = int(p.detach_reset)
+    if neuron.kind == "ilif":
+        cfg[ops.CIU], cfg[ops.MPIU] = int(p.ciu), int(p.mpiu)
+        cfg[ops.DETACH_INHIBITION] = int(p.detach_inhibition)
+        par[ops.CIU_GAIN], par[ops.MPIU_GAIN] = p.ciu_gain, p.mpiu_gain
+    if neuron.kind == "clif":
+        par[ops.TAU] = p.tau
+    cfg[ops.SURROGATE] = neuron.surrogate.code
+    cfg[ops.WANT_STATS] = int(want_stats)
+    par[ops.LAMBDA] = float(p.decay)
+    par[ops.THRESHOLD] = p.v_threshold
+    par[ops.WIDTH] = neuron.surrogate.width
+    par[ops.HALF_WIDTH] = 0.5 * neuron.surrogate.width
+    par[ops.PI_OVER_WIDTH] = math.pi / neuron.surrogate.width
+    return _Config(cfg, par)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
+_POOL_LOCK = threading.Lock()
+_BLOCK_CHUNKS = 8  # chunks (of 512 neurons) per unit of work handed to a thread
+
+
+def _pool(n_workers: int) -> ThreadPoolExecutor:
+    global _POOL, _POOL_SIZE
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_SIZE < n_workers:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)
+            _POOL = ThreadPoolExecutor(n_workers, thread_name_prefix="ilif-cpu")
+            _POOL_SIZE = n_workers
+        return _POOL
+
+
+def _run_chunks(kernel, n: int, *args: Any) -> None:
+    """Run ``kernel(*args, c0, c1)`` over all chunks of ``n`` neurons on
+    ``torch.get_num_threads()`` threads (the kernels release the GIL).
+
+    The chunks are handed out in blocks of :data:`_BLOCK_CHUNKS` from a shared counter, so a
+    thread that the OS descheduled (a shared machine) delays its current block only.
+    """
+    n_chunks = (n + _ops().CHUNK - 1) // _ops().CHUNK
+    n_blocks = (n_chunks + _BLOCK_CHUNKS - 1) // _BLOCK_CHUNKS
+    n_threads = max(1, min(torch.get_num_threads(), n_blocks))
+    if n_threads == 1:
+        kernel(*args, 0, n_chunks)
+        return
+    counter = iter(range(n_blocks))
+    counter_lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with counter_lock:
+                block = next(counter, None)
+            if block is None:
+                return
+            c0 = block * _BLOCK_CHUNKS
+            kernel(*args, c0, min(n_chunks, c0 + _BLOCK_CHUNKS))
+
+    futures = [_pool(n_threads - 1).submit(worker) for _ in range(n_threads - 1)]
+    worker()
+    for f in futures:
+        f.result()
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().numpy()
+
+
+class FusedNeuronFunction(torch.autograd.Function):
+    """``(x[T, N], state0[S, N]) -> (spikes[T, N], final_state[S, N])`` with fused BPTT.
+
+    Saved for backward: the spikes as uint8 (T·N bytes), ``x`` itself (held by autograd anyway)
+    and, unless it is all zero, the initial state (S·N, once per call, not per step).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, state0: Tensor, conf: _Config, stats_out: list,  # type: ignore[override]
+                zero_state: bool):
+        ops = _ops()
+        n_steps, n = x.shape
+        needs_grad = any(ctx.needs_input_grad[:2])
+        spikes = torch.empty_like(x)
+        bits = torch.empty((n_steps if needs_grad else 0, n), dtype=torch.uint8)
+        final = torch.empty_like(state0)
+        want_stats = bool(conf.cfg[ops.WANT_STATS])
+        n_chunks = (n + ops.CHUNK - 1) // ops.CHUNK
+        stats = np.zeros((n_chunks if want_stats else 0, 3, n_steps), np.float64)
+        _run_chunks(ops.forward, n, _np(x), _np(state0), _np(spikes), _np(bits), _np(final),
+                    conf.par, conf.cfg, stats)
+        if want_stats:
+            stats_out.append(stats.sum(axis=0))
+        if needs_grad:
+            # an all-zero initial state (the first call after reset) is not kept
+            ctx.save_for_backward(x, bits, *(() if zero_state else (state0,)))
+            ctx.state_shape = state0.shape
+            ctx.conf = conf
+        return spikes, final
+
+    @staticmethod
+    def backward(ctx, grad_spikes: Tensor, grad_final: Tensor):  # type: ignore[override]
+        ops = _ops()
+        x, bits, *kept = ctx.saved_tensors
+        state0 = kept[0] if kept else x.new_zeros(ctx.state_shape)
+        grad_spikes = grad_spikes.contiguous() if grad_spikes is not None else torch.zeros_like(x)
+        adj = (
+            grad_final.contiguous().clone()
+            if grad_final is not None
+            else torch.zeros_like(state0)
+        )
+        grad_x = torch.empty_like(x)
+        _run_chunks(ops.backward, x.shape[1], _np(x), _np(bits), _np(grad_spikes), _np(state0),
+                    _np(adj), _np(grad_x), ctx.conf.par, ctx.conf.cfg)
+        return grad_x, (adj if ctx.needs_input_grad[1] else None), None, None, None
+
+
+def cpu_multi_step(
+    neuron: Neuron, x_seq: Tensor, state: NamedTuple, want_stats: bool
+) -> tuple[Tensor, NamedTuple, NeuronStats | None]:
+    """Run ``neuron`` over ``x_seq[T, *]`` from ``state`` with the fused CPU kernel.
+
+    Returns the spikes (shape and dtype of ``x_seq``), the final state (the neuron's state
+    NamedTuple, differentiable like the eager loop's) and, with ``want_stats``, the statistics
+    of :class:`ilif.neurons.NeuronStats` (spike count, gradient-open count, Σ g(h) per step).
+    """
+    reason = unsupported_reason(neuron, x_seq, state)
+    if reason is not None:
+        raise ValueError(f"backend='cpu' cannot run this call: {reason}")
+    shape = x_seq.shape
+    n_steps = shape[0]
+    x2 = x_seq.reshape(n_steps, -1)
+    if not x2.is_contiguous():
+        x2 = x2.contiguous()
+    state0 = torch.stack([s.reshape(-1) for s in state])
+    conf = _config(neuron, x_seq.dtype, want_stats)
+    stats_out: list[Any] = []
+    zero_state = not any(bool(s.any()) for s in state)
+    spikes, final = FusedNeuronFunction.apply(x2, state0, conf, stats_out, zero_state)
+    final_state = type(state)(*(f.view(shape[1:]) for f in final.unbind(0)))
+    stats = None
+    if want_stats:
+        sums = torch.from_numpy(stats_out[0])
+        stats = NeuronStats(
+            spikes=sums[0], open=sums[1], surrogate_sum=sums[2], neurons=int(x2.shape[1])
+        )
+    return spikes.view(shape), final_state, stats

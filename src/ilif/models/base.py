@@ -1,0 +1,46 @@
+"""The shared frame of the spiking models: input encoding, state reset, ``[T, N, classes]`` out."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ilif.neurons import reset_net
+
+
+class SpikingModel(nn.Module):
+    """A network on sequences ``[T, N, ...]`` with a classifier read out at every step.
+
+    Input: a static batch ``[N, C, H, W]`` is repeated ``T`` times (direct encoding); an event
+    batch ``[N, T', C, H, W]`` (as a DataLoader stacks event frames) is used as it is, with its own
+    ``T'`` steps. Output: ``[T, N, classes]``, one readout ``O_t`` per step. Every forward starts
+    from zero neuron state (the model resets its neurons itself).
+    """
+
+    def __init__(self, T: int) -> None:
+        super().__init__()
+        T = int(T)
+        if T < 1:
+            raise ValueError(f"T (time steps) must be >= 1, got T={T}")
+        self.T = T
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Static ``[N, C, H, W] -> [T, N, C, H, W]`` (repeated) or events
+        ``[N, T', C, H, W] -> [T', N, C, H, W]``."""
+        if x.dim() == 4:
+            return x.unsqueeze(0).expand(self.T, *x.shape)
+        if x.dim() == 5:
+            return x.transpose(0, 1)
+        raise ValueError(
+            f"{type(self).__name__} expects images [N, C, H, W] or event frames [N, T, C, H, W], "
+            f"got shape {tuple(x.shape)}"
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        reset_net(self)
+        if not x.is_floating_point():
+            x = x.float()
+        return self.forward_sequence(self.encode(x))
+
+    def forward_sequence(self, x_seq: Tensor) -> Tensor:
+        """``[T, N, C, H, W] -> [T, N, classes]``."""
+        raise NotImplementedError

@@ -1,0 +1,318 @@
+"""The fused CPU kernels against the eager reference loop (``backend="torch"``).
+
+Every case runs the same input through both engines and asserts identical spikes, gradients within
+1e-5 relative (float32), equal final states and, with a stats callback, equal statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+
+from ilif import kernels
+from ilif.kernels import cpu
+from ilif.neurons import ALIF, CLIF, ILIF, LIF, PLIF
+
+pytest.importorskip("numba")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+NEURON_CASES = {
+    "lif": (LIF, {}),
+    "lif-detach": (LIF, {"detach_reset": True, "tau": 1.1}),
+    "ilif": (ILIF, {}),
+    "ilif-tau1.1": (ILIF, {"tau": 1.1}),
+    "ilif-mpiu": (ILIF, {"ciu": False}),
+    "ilif-ciu": (ILIF, {"mpiu": False}),
+    "ilif-off": (ILIF, {"ciu": False, "mpiu": False}),
+    "ilif-detach-reset": (ILIF, {"detach_reset": True}),
+    "ilif-detach-inh": (ILIF, {"detach_inhibition": True}),
+    "ilif-gains": (ILIF, {"ciu_gain": 0.4, "mpiu_gain": 0.6, "v_threshold": 0.8}),
+    "clif": (CLIF, {}),
+    "clif-detach": (CLIF, {"detach_reset": True, "tau": 3.0}),
+}
+SURROGATE_WIDTHS = [("rectangle", 1.0), ("triangle", 0.6), ("sigmoid", 1.7), ("atan", 0.8)]
+
+
+def _input(shape, seed: int, dtype=torch.float32) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=gen, dtype=torch.float64) * 1.5 + 0.4).to(dtype)
+
+
+def _run(neuron, x: torch.Tensor, grad_out: torch.Tensor, *extra: torch.Tensor):
+    """Spikes, final state and the gradients of <spikes, grad_out> w.r.t. x and ``extra``."""
+    x = x.detach().requires_grad_()
+    spikes = neuron(x)
+    grads = torch.autograd.grad((spikes * grad_out).sum(), (x, *extra), allow_unused=True)
+    return spikes.detach(), neuron.state, grads
+
+
+def _assert_grads_close(got: torch.Tensor, want: torch.Tensor, rtol: float = 1e-5) -> None:
+    """Gradients within ``rtol`` of the reference, relative to its largest magnitude (elements
+    near zero carry cancellation error of that absolute size)."""
+    scale = want.abs().max().clamp(min=1e-12)
+    torch.testing.assert_close(got, want, rtol=rtol, atol=rtol * scale.item())
+
+
+def _pair(name: str, surrogate: str, width: float, **kw):
+    cls, preset = NEURON_CASES[name]
+    args = {**preset, "surrogate": surrogate, "width": width, **kw}
+    return cls(backend="torch", **args), cls(backend="cpu", **args)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 6, 16])
+@pytest.mark.parametrize("surrogate,width", SURROGATE_WIDTHS)
+@pytest.mark.parametrize("name", list(NEURON_CASES))
+def test_fused_matches_eager(name: str, surrogate: str, width: float, steps: int) -> None:
+    # 3·5·71 = 1065 neurons per step: two full chunks of 512 and an odd remainder
+    x = _input((steps, 3, 5, 71), seed=steps * 7 + len(name))
+    grad_out = _input(x.shape, seed=99)
+    ref, fused = _pair(name, surrogate, width)
+    s_ref, st_ref, (g_ref,) = _run(ref, x, grad_out)
+    s_fused, st_fused, (g_fused,) = _run(fused, x, grad_out)
+    assert s_fused.dtype == x.dtype and s_fused.shape == x.shape
+    assert 0.02 < s_ref.mean().item() < 0.9  # a meaningful spike rate
+    assert torch.equal(s_fused, s_ref)
+    _assert_grads_close(g_fused, g_ref)
+    assert type(st_fused) is type(st_ref)
+    for a, b in zip(st_fused, st_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ilif", "ilif-detach-inh", "clif", "lif"])
+def test_float64(name: str) -> None:
+    x = _input((6, 4, 301), seed=5, dtype=torch.float64)
+    grad_out = _input(x.shape, seed=6, dtype=torch.float64)
+    ref, fused = _pair(name, "sigmoid", 1.3)
+    s_ref, _, (g_ref,) = _run(ref, x, grad_out)
+    s_fused, _, (g_fused,) = _run(fused, x, grad_out)
+    assert s_fused.dtype == torch.float64
+    assert torch.equal(s_fused, s_ref)
+    _assert_grads_close(g_fused, g_ref, rtol=1e-11)
+
+
+def test_non_contiguous_input() -> None:
+    base = _input((6, 71, 3, 5), seed=3)
+    x = base.permute(0, 2, 3, 1)  # [6, 3, 5, 71], non-contiguous
+    assert not x.is_contiguous()
+    grad_out = _input(x.shape, seed=4)
+    ref, fused = _pair("ilif", "triangle", 0.9)
+    xr = x.detach().requires_grad_()
+    xf = x.detach().requires_grad_()
+    s_ref, s_fused = ref(xr), fused(xf)
+    assert torch.equal(s_fused, s_ref)
+    (g_ref,) = torch.autograd.grad((s_ref * grad_out).sum(), xr)
+    (g_fused,) = torch.autograd.grad((s_fused * grad_out).sum(), xf)
+    _assert_grads_close(g_fused, g_ref)
+
+
+@pytest.mark.parametrize("name", ["ilif", "ilif-gains", "clif", "lif"])
+def test_chained_calls_from_non_zero_state(name: str) -> None:
+    """A second call starts from the first call's (non-zero) state; gradients flow through it
+    back to the first input, as in the eager loop."""
+    x1 = _input((4, 2, 300), seed=11).requires_grad_()
+    x2 = _input((6, 2, 300), seed=12).requires_grad_()
+    g1, g2 = _input(x1.shape, seed=13), _input(x2.shape, seed=14)
+    results = []
+    for neuron in _pair(name, "atan", 1.1):
+        s1 = neuron(x1)
+        assert any(bool(t.detach().abs().sum() > 0) for t in neuron.state)
+        s2 = neuron(x2)
+        loss = (s1 * g1).sum() + (s2 * g2).sum()
+        results.append((s1, s2, torch.autograd.grad(loss, (x1, x2))))
+    (r1, r2, (rg1, rg2)), (f1, f2, (fg1, fg2)) = results
+    assert torch.equal(f1, r1) and torch.equal(f2, r2)
+    _assert_grads_close(fg1, rg1)
+    _assert_grads_close(fg2, rg2)
+
+
+def test_initial_state_gradient() -> None:
+    """dL/d(initial state) for a user-given state that requires grad."""
+    x = _input((6, 700), seed=21)
+    grad_out = _input(x.shape, seed=22)
+    ref, fused = _pair("ilif", "sigmoid", 1.0)
+    grads = []
+    for neuron in (ref, fused):
+        init = [_input((700,), seed=30 + i).abs().mul(0.3).requires_grad_() for i in range(4)]
+        neuron.state = neuron.state_type(*init)
+        _, _, (gx, *g_state) = _run(neuron, x, grad_out, *init)
+        grads.append((gx, g_state))
+    (rgx, rgs), (fgx, fgs) = grads
+    _assert_grads_close(fgx, rgx)
+    for a, b in zip(fgs, rgs, strict=True):
+        _assert_grads_close(a, b)
+
+
+@pytest.mark.parametrize("surrogate,width", SURROGATE_WIDTHS)
+@pytest.mark.parametrize("name", ["ilif", "clif", "lif"])
+def test_statistics_match_eager(name: str, surrogate: str, width: float) -> None:
+    x = _input((6, 3, 401), seed=41)
+    stats = {}
+    for key, neuron in zip(("ref", "fused"), _pair(name, surrogate, width), strict=True):
+        neuron.stats_callback = lambda n, s, spk, key=key: stats.__setitem__(key, (s, spk))
+        neuron(x)
+    (ref, ref_spk), (fused, fused_spk) = stats["ref"], stats["fused"]
+    assert torch.equal(fused_spk, ref_spk)
+    assert fused.neurons == ref.neurons == 3 * 401
+    assert torch.equal(fused.spikes, ref.spikes)
+    assert torch.equal(fused.open, ref.open)
+    assert ref.open.sum() > 0
+    torch.testing.assert_close(fused.surrogate_sum, ref.surrogate_sum, rtol=1e-5, atol=1e-6)
+
+
+def test_width_is_a_runtime_argument() -> None:
+    """A γ sweep, or another surrogate, compiles nothing new."""
+    x = _input((2, 64), seed=1)
+    LIF(backend="cpu", surrogate="atan", width=0.3)(x)
+    ops = cpu._ops()
+    before = (len(ops.forward.signatures), len(ops.backward.signatures))
+    for surrogate, _ in SURROGATE_WIDTHS:
+        for width in (0.25, 0.5, 2.0):
+            neuron = ILIF(backend="cpu", surrogate=surrogate, width=width)
+            torch.autograd.grad(neuron(x.requires_grad_()).sum(), x)
+    assert (len(ops.forward.signatures), len(ops.backward.signatures)) == before
+
+
+def test_threads_agree() -> None:
+    """Large enough for the chunks to be split over two threads: same results as one."""
+    x = _input((3, 2 * 8 * 512 + 37), seed=8)
+    grad_out = _input(x.shape, seed=9)
+    threads = torch.get_num_threads()
+    out = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            out.append(_run(ILIF(backend="cpu", surrogate="sigmoid"), x, grad_out))
+    finally:
+        torch.set_num_threads(threads)
+    (s1, _, (g1,)), (s2, _, (g2,)) = out
+    assert torch.equal(s1, s2) and torch.equal(g1, g2)
+
+
+def _saved_bytes_per_step(neuron, x: torch.Tensor) -> float:
+    """Bytes autograd keeps for backward during ``neuron(x)`` (each storage once, without x's
+    own), per element of x."""
+    saved: dict[int, int] = {}
+    x_ptr = x.untyped_storage().data_ptr()
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() != x_ptr:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        neuron(x)
+    return sum(saved.values()) / x.numel()
+
+
+def test_saved_state_is_compact() -> None:
+    """ILIF float32 keeps at most 5 bytes per neuron-step for backward besides the input
+    (target 9): the uint8 spikes, and the initial state only when it is not zero."""
+    x = _input((6, 4, 500), seed=2).requires_grad_()
+    neuron = ILIF(backend="cpu")
+    assert _saved_bytes_per_step(neuron, x) == 1.0  # zero initial state: the spikes only
+    # continuing from the non-zero state adds 4 states · 4 B once, i.e. 16/6 B per step
+    assert _saved_bytes_per_step(neuron, x) == pytest.approx(1.0 + 16 / 6)
+    assert _saved_bytes_per_step(ILIF(backend="torch"), x) > 5  # the eager loop keeps more
+
+
+def test_no_grad_forward() -> None:
+    x = _input((6, 900), seed=3)
+    with torch.no_grad():
+        spikes = ILIF(backend="cpu")(x)
+    assert torch.equal(spikes, ILIF(backend="torch")(x))
+    assert not spikes.requires_grad
+
+
+# ------------------------------------------------------------------------------- dispatch
+def _spy():
+    return mock.patch.object(cpu, "cpu_multi_step", wraps=cpu.cpu_multi_step)
+
+
+@pytest.mark.parametrize("cls", [LIF, ILIF, CLIF])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_auto_uses_fused_kernel_on_cpu(cls, dtype) -> None:
+    with _spy() as spy:
+        cls()(_input((2, 30), seed=1, dtype=dtype))
+    assert spy.call_count == 1
+
+
+@pytest.mark.parametrize(
+    "make,x",
+    [
+        (lambda: PLIF(), _input((2, 30), seed=1)),
+        (lambda: ALIF(), _input((2, 30), seed=1)),
+        (lambda: ILIF(), _input((2, 30), seed=1).to(torch.bfloat16)),
+    ],
+    ids=["plif", "alif", "bfloat16"],
+)
+def test_auto_falls_back_to_eager(make, x) -> None:
+    neuron = make()
+    with _spy() as spy:
+        spikes = neuron(x)
+    assert spy.call_count == 0
+    ref = make()
+    ref.backend = "torch"
+    assert torch.equal(spikes, ref(x))
+
+
+def test_auto_falls_back_under_autocast() -> None:
+    x = _input((2, 30), seed=1)
+    with _spy() as spy, torch.autocast("cpu", dtype=torch.bfloat16):
+        ILIF()(x)
+    assert spy.call_count == 0
+
+
+@pytest.mark.parametrize(
+    "make,x,reason",
+    [
+        (lambda: PLIF(backend="cpu"), _input((2, 30), seed=1), "PLIF"),
+        (lambda: ALIF(backend="cpu"), _input((2, 30), seed=1), "ALIF"),
+        (lambda: LIF(backend="cpu"), _input((2, 30), seed=1).half(), "dtype"),
+    ],
+    ids=["plif", "alif", "half"],
+)
+def test_explicit_cpu_backend_says_why_not(make, x, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        make()(x)
+
+
+def test_explicit_triton_without_triton_says_how_to_install() -> None:
+    with mock.patch.object(kernels, "triton_module", return_value=None):
+        with pytest.raises(ImportError, match="triton"):
+            LIF(backend="triton")(_input((2, 30), seed=1))
+        # auto on CPU tensors never needs it
+        assert LIF()(_input((2, 30), seed=1)).shape == (2, 30)
+
+
+# ------------------------------------------------------------------------------- benchmark
+def test_benchmark_quick_run_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "neurons.json"
+    md = tmp_path / "neurons.md"
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "neurons.py"), "--quick", "--size", "4,2,64",
+        "--repeats", "2", "--warmup", "1", "--threads", "1", "--out", str(out),
+        "--markdown", str(md),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert {"command", "device", "threads", "baseline", "sizes", "torch"} <= set(report)
+    (size,) = report["sizes"]
+    assert size["shape"] == [4, 2, 64]
+    assert {"copy_bandwidth_GBps", "floor_fwd_ms", "floor_fwd_bwd_ms", "results",
+            "stats_overhead"} <= set(size)
+    rows = {(r["name"], r["backend"]): r for r in size["results"]}
+    fused = rows[("ilif ILIF", "cpu")]
+    assert {"fwd_ms", "fwd_bwd_ms", "vs_sj_fwd_bwd", "x_floor_fwd_bwd",
+            "saved_bytes_per_neuron_step"} <= set(fused)
+    assert fused["fwd_bwd_ms"] > 0 and fused["saved_bytes_per_neuron_step"] == 1.0
+    assert rows[("ilif ILIF", "torch")]["saved_bytes_per_neuron_step"] > 5
+    assert "ilif ILIF" in md.read_text()
