@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from data_fixtures import spikingjelly_functions
 
+from ilif import files
 from ilif.data import events as ev
-from ilif.data import files, frames
+from ilif.data import frames
 from ilif.data.frames import FrameCache, frame_index, integrate
 
 

@@ -98,7 +98,7 @@ class AnalysisCallback:
 
     def _history(self, summary: dict[str, Any]) -> list[dict[str, Any]]:
         """The epochs' metrics as written (a resumed run's earlier epochs included)."""
-        from ilif.train.files import read_jsonl
+        from ilif.files import read_jsonl
 
         return read_jsonl(Path(summary["run_dir"]) / "metrics.jsonl")
 
@@ -157,7 +157,7 @@ class AnalysisCallback:
             handle.remove()
             model.train(was_training)
         if raster:
-            from ilif.train.files import write_json
+            from ilif.files import write_json
 
             write_json(Path(summary["run_dir"]) / RASTER_FILE, raster)
         layers = spike_summary.pop("layers")

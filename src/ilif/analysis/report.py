@@ -348,7 +348,7 @@ def write_report(run_dir: str | Path) -> Path:
     ]
     for title, path in figures.items():
         lines += [f"### {title}", "", f"![{title}]({path.relative_to(run_dir).as_posix()})", ""]
-    from ilif.train.files import write_text
+    from ilif.files import write_text
 
     report = run_dir / REPORT_FILE
     write_text(report, "\n".join(lines))

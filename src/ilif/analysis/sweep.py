@@ -203,7 +203,7 @@ def result_details(summary: dict[str, Any]) -> dict[str, Any]:
 
 def write_results(out: Path, rows: list[dict[str, Any]], details: dict[str, Any]) -> None:
     """``results.csv`` (flat rows) and ``results.json`` (rows plus per-layer details)."""
-    from ilif.train.files import write_json, write_text
+    from ilif.files import write_json, write_text
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), extrasaction="ignore")
@@ -245,8 +245,8 @@ def run_sweep(
     seed, out and resume (and adds its variant's ``neuron_kwargs``). Returns the rows.
     A cell that fails is recorded (status ``failed: …``) and the sweep goes on.
     """
+    from ilif.files import write_json
     from ilif.train import run_training
-    from ilif.train.files import write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ilif.data.errors import DatasetError
 from ilif.data.events import check_inside_sensor, check_writable, make_events, read_file_bytes
-from ilif.data.files import atomic_write
+from ilif.files import atomic_write
 
 AEDAT4_MAGIC = b"#!AER-DAT4.0\r\n"
 COMPRESSION = {0: "none", 1: "lz4", 2: "lz4-high"}  # 3, 4: zstd (not read here)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ilif.data.errors import DatasetError, DatasetNotFoundError
-from ilif.data.files import atomic_write
+from ilif.files import atomic_write
 
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ilif.data.files import atomic_write
+from ilif.files import atomic_write
 
 SPLIT_BY = ("number", "time")
 RESIZE_MODES = ("map", "interpolate")

@@ -182,17 +182,30 @@ def accumulate_stats(stats_c, t, h, s, g, tmp, code, par, ibuf):
 
 # ----------------------------------------------------------------------------------- ILIF / LIF
 @njit(cache=True, error_model="numpy")
-def ilif_step_row(x, v, trace, memory, drive, spk, h, u, sgm, tr, ibuf, par, ciu, mpiu,
-                  spk_given):
-    """One ILIF step over a row of neurons, in place on the state rows (SPEC §2)::
+def spiking_lanes(spk, idx):
+    """Write the positions j of the non-zero ``spk[j]`` to ``idx[:n]`` (in order); return n."""
+    n_sp = 0
+    for j in range(spk.shape[0]):
+        idx[n_sp] = j
+        n_sp += 1 if spk[j] != 0 else 0
+    return n_sp
 
-    I = k·(I + D) ;  H = λ·v + x − max(I, 0) ;  h = H − θ ;  S = Θ(h) ;  U = H − S·θ
-    M = κ·(M + S·U) ;  v = U − S·σ(M) ;  D = x·S
 
-    The operation order mirrors the eager float ops so that the spikes are identical. The spikes
-    go to ``spk``, or, with ``spk_given``, come from it (the forward's uint8). ``h`` receives h;
-    with ``mpiu``, ``u`` and ``sgm`` receive U and σ(M); with ``spk_given``, ``tr`` receives I.
-    """
+@njit(cache=True, error_model="numpy")
+def sigmoid_at(z, out, idx, n_idx, cbuf, ibuf, one):
+    """out[j] = σ(z[j]) for the n_idx positions j in ``idx``, bit-identical to
+    :func:`sigmoid_row`: the values are gathered into ``cbuf``, so the exp stays vectorised."""
+    for i in range(n_idx):
+        cbuf[i] = z[idx[i]]
+    sigmoid_row(cbuf[:n_idx], cbuf[:n_idx], ibuf[:n_idx], one)
+    for i in range(n_idx):
+        out[idx[i]] = cbuf[i]
+
+
+@njit(inline="always", error_model="numpy")
+def _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, ciu, mpiu, spk_given):
+    """The ILIF step up to U (and M) for one row; ``v`` receives U. Called with constant flags,
+    so that every flag set gets its own branch-free loop."""
     lam = par[LAMBDA]
     th = par[THRESHOLD]
     k = par[CIU_GAIN]
@@ -201,10 +214,11 @@ def ilif_step_row(x, v, trace, memory, drive, spk, h, u, sgm, tr, ibuf, par, ciu
     one = zero + 1
     for j in range(x.shape[0]):
         hm = lam * v[j] + x[j]
-        tr_j = zero
         if ciu:
             tr_j = k * (trace[j] + drive[j])
             trace[j] = tr_j
+            if spk_given:
+                tr[j] = tr_j
             hm = hm - max(tr_j, zero)
         hh = hm - th
         if spk_given:
@@ -214,26 +228,68 @@ def ilif_step_row(x, v, trace, memory, drive, spk, h, u, sgm, tr, ibuf, par, ciu
             spk[j] = s
         uu = hm - s * th
         h[j] = hh
-        if spk_given:
-            tr[j] = tr_j
         if mpiu:
             memory[j] = kap * (memory[j] + s * uu)
-            u[j] = uu
-        else:
-            v[j] = uu
+            if spk_given:
+                u[j] = uu
+        v[j] = uu
         if ciu:
             drive[j] = x[j] * s
+
+
+@njit(cache=True, error_model="numpy")
+def ilif_step_row(x, v, trace, memory, drive, spk, h, u, sgm, tr, sg_cur, idx, cbuf, ibuf, par,
+                  ciu, mpiu, spk_given):
+    """One ILIF step over a row of neurons, in place on the state rows (SPEC §2)::
+
+    I = k·(I + D) ;  H = λ·v + x − max(I, 0) ;  h = H − θ ;  S = Θ(h) ;  U = H − S·θ
+    M = κ·(M + S·U) ;  v = U − S·σ(M) ;  D = x·S
+
+    The operation order mirrors the eager float ops so that the spikes are identical; σ(M) is
+    computed for the spiking neurons only (v = U where S = 0). The spikes go to ``spk``, or,
+    with ``spk_given`` (the backward's recomputation), come from it (the forward's uint8);
+    ``h`` receives h. With ``spk_given``, ``tr`` receives I and, with ``mpiu``, ``u`` and
+    ``sgm`` receive U and σ(M) of every neuron: ``sg_cur`` holds σ(M) from the previous step
+    and, when κ = 1 (M changes only on spikes), is updated at the spiking neurons only.
+    """
+    if ciu:
+        if mpiu:
+            if spk_given:
+                _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, True, True, True)
+            else:
+                _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, True, True,
+                                  False)
+        elif spk_given:
+            _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, True, False, True)
+        else:
+            _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, True, False, False)
+    elif mpiu:
+        if spk_given:
+            _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, False, True, True)
+        else:
+            _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, False, True, False)
+    elif spk_given:
+        _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, False, False, True)
+    else:
+        _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, False, False, False)
     if mpiu:
-        sigmoid_row(memory, sgm, ibuf, one)
-        for j in range(x.shape[0]):
-            s = one if spk[j] != 0 else zero
-            v[j] = u[j] - s * sgm[j]
+        one = par[LAMBDA] - par[LAMBDA] + 1
+        n_sp = spiking_lanes(spk, idx)
+        if spk_given and par[MPIU_GAIN] != one:
+            sigmoid_row(memory, sg_cur, ibuf, one)
+        else:
+            sigmoid_at(memory, sg_cur, idx, n_sp, cbuf, ibuf, one)
+        for i in range(n_sp):
+            j = idx[i]
+            v[j] = v[j] - sg_cur[j]
+        if spk_given:
+            for j in range(x.shape[0]):
+                sgm[j] = sg_cur[j]
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def ilif_backward_step(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam, th, k, kap,
+@njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam, th, k, kap,
                        zero, one, keep_reset, keep_inh, ciu, mpiu):
-    """The adjoint of :func:`ilif_step_row` for one step (dL/d state_{t−1} from dL/d state_t)."""
     for j in range(xt.shape[0]):
         s = one if bt[j] != 0 else zero
         g_s = got[j]
@@ -259,6 +315,26 @@ def ilif_backward_step(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam
             g_i = gi[j] - keep_inh * g_h * open_clamp
             gi[j] = k * g_i
             gd[j] = k * g_i
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def ilif_backward_step(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam, th, k, kap,
+                       zero, one, keep_reset, keep_inh, ciu, mpiu):
+    """The adjoint of :func:`ilif_step_row` for one step (dL/d state_{t−1} from dL/d state_t),
+    one branch-free loop per flag set."""
+    if ciu:
+        if mpiu:
+            _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam, th, k,
+                               kap, zero, one, keep_reset, keep_inh, True, True)
+        else:
+            _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam, th, k,
+                               kap, zero, one, keep_reset, keep_inh, True, False)
+    elif mpiu:
+        _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam, th, k,
+                           kap, zero, one, keep_reset, keep_inh, False, True)
+    else:
+        _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam, th, k,
+                           kap, zero, one, keep_reset, keep_inh, False, False)
 
 
 # ------------------------------------------------------------------------------------------ CLIF
@@ -335,8 +411,9 @@ def forward(x, state0, out_spikes, out_bits, out_state, par, cfg, stats, c0, c1)
     want_bits = out_bits.shape[0] == n_steps
     want_stats = cfg[WANT_STATS] != 0
     ws = np.zeros((4, CHUNK), x.dtype)  # working state (v, I|C, M, D); unused rows stay 0
-    buf = np.empty((4, CHUNK), x.dtype)
+    buf = np.empty((5, CHUNK), x.dtype)
     ibuf = int_row(x, CHUNK)
+    idx = np.empty(CHUNK, np.int64)
     for c in range(c0, c1):
         lo = c * CHUNK
         hi = min(n, lo + CHUNK)
@@ -347,8 +424,8 @@ def forward(x, state0, out_spikes, out_bits, out_state, par, cfg, stats, c0, c1)
             spk = out_spikes[t, lo:hi]
             if kind == KIND_ILIF:
                 ilif_step_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m], spk,
-                              buf[0, :m], buf[1, :m], buf[2, :m], buf[3, :m], ibuf[:m], par,
-                              ciu, mpiu, False)
+                              buf[0, :m], buf[1, :m], buf[2, :m], buf[3, :m], buf[2, :m],
+                              idx[:m], buf[4, :m], ibuf[:m], par, ciu, mpiu, False)
             else:
                 clif_step_row(x[t, lo:hi], ws[0, :m], ws[1, :m], spk, buf[0, :m], buf[1, :m],
                               buf[2, :m], buf[3, :m], ibuf[:m], par, False)
@@ -382,11 +459,12 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
     one = zero + 1
     keep_reset = zero if cfg[DETACH_RESET] else one
     keep_inh = zero if cfg[DETACH_INHIBITION] else one
-    ws = np.zeros((4, CHUNK), x.dtype)  # working state of the recomputation
+    ws = np.zeros((5, CHUNK), x.dtype)  # working state of the recomputation, and σ(M)
     ga = np.zeros((4, CHUNK), x.dtype)  # adjoints of the state
     rec = np.empty((4, n_steps, CHUNK), x.dtype)  # recomputed per-step values
-    row = np.empty((2, CHUNK), x.dtype)
+    row = np.empty((3, CHUNK), x.dtype)
     ibuf = int_row(x, CHUNK)
+    idx = np.empty(CHUNK, np.int64)
     for c in range(c0, c1):
         lo = c * CHUNK
         hi = min(n, lo + CHUNK)
@@ -396,10 +474,13 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
             ga[kk, :m] = adj[kk, lo:hi]
         gsur = row[0, :m]
         if kind == KIND_ILIF:
+            if mpiu:
+                sigmoid_row(ws[2, :m], ws[4, :m], ibuf[:m], one)  # σ(M_0)
             for t in range(n_steps):
                 ilif_step_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m],
                               bits[t, lo:hi], rec[0, t, :m], rec[1, t, :m], rec[2, t, :m],
-                              rec[3, t, :m], ibuf[:m], par, ciu, mpiu, True)
+                              rec[3, t, :m], ws[4, :m], idx[:m], row[2, :m], ibuf[:m], par,
+                              ciu, mpiu, True)
             for t in range(n_steps - 1, -1, -1):
                 surrogate_row(gsur, rec[0, t, :m], cfg[SURROGATE], par, row[1, :m], ibuf[:m])
                 ilif_backward_step(x[t, lo:hi], bits[t, lo:hi], gout[t, lo:hi], gx[t, lo:hi],

@@ -888,7 +888,7 @@ def write_results_doc(root: str | Path = DEFAULT_ROOT, doc: str | Path = DOC,
                       figures: str | Path = FIGURES, configs: str | Path = "configs") -> Path:
     """Write ``doc`` and its figures (in ``figures``, which the study owns: PNGs there that the
     page no longer shows are removed) from the results under ``root``."""
-    from ilif.train.files import write_text
+    from ilif.files import write_text
 
     root, doc, figures = Path(root), Path(doc), Path(figures)
     results = collect(root)

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ilif.files import atomic_write
 from ilif.train.config import TrainConfig
-from ilif.train.files import atomic_write
 
 FORMAT = "ilif-checkpoint"
 FORMAT_VERSION = 1

@@ -113,10 +113,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from ilif.analysis.monitor import SpikeMonitor
+    from ilif.files import write_json
     from ilif.train.checkpoint import load_checkpoint
     from ilif.train.data import build_data, eval_loader
     from ilif.train.distributed import DistContext, resolve_device
-    from ilif.train.files import write_json
     from ilif.train.loop import evaluate
     from ilif.train.loss import SpikingLoss
 

@@ -20,12 +20,12 @@ from torch import nn
 
 from ilif.analysis.monitor import SpikeMonitor
 from ilif.data import dataset_info
+from ilif.files import write_json, write_jsonl, write_text
 from ilif.models import create_model
 from ilif.train import checkpoint as ckpt
 from ilif.train.config import TrainConfig
 from ilif.train.data import build_data, eval_loader, resolve_T, start_epoch, train_loader
 from ilif.train.distributed import barrier, init_distributed, shutdown_distributed
-from ilif.train.files import write_json, write_jsonl, write_text
 from ilif.train.loop import call_callbacks, evaluate, train_one_epoch
 from ilif.train.loss import SpikingLoss
 from ilif.train.schedule import EpochSchedule

@@ -1,4 +1,4 @@
-"""Atomic file writes: the new content replaces the old in one step, or not at all."""
+"""Atomic file writes (the new content replaces the old in one step, or not at all) and JSON."""
 
 from __future__ import annotations
 
@@ -11,9 +11,15 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then
-    ``os.replace`` it onto ``path`` (a crash leaves either the old or the new file)."""
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None] | bytes) -> Path:
+    """Call ``write(file)`` (or write the bytes given) on a temporary file beside ``path``, fsync
+    it, then ``os.replace`` it onto ``path`` (a crash leaves either the old or the new file)."""
+    if isinstance(write, bytes | bytearray | memoryview):
+        payload = write
+
+        def write(handle: IO[bytes]) -> None:
+            handle.write(payload)
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -27,6 +33,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return path
 
 
 def write_text(path: str | Path, text: str) -> None:
