@@ -34,7 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/neurons.py
 
 results: $(STAMP)
-	$(BIN)/python -m ilif.study
+	$(BIN)/python -m ilif.study --jobs 2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -149,6 +149,27 @@ def test_initial_state_gradient() -> None:
         _assert_grads_close(a, b)
 
 
+@pytest.mark.parametrize("name", ["ilif", "clif"])
+def test_zero_initial_state_gradient(name: str) -> None:
+    """A user-given all-zero state that requires grad: the kernels read the zero state as an
+    empty array, and dL/d(initial state) still matches the eager loop."""
+    x = _input((5, 600), seed=23)
+    grad_out = _input(x.shape, seed=24)
+    ref, fused = _pair(name, "triangle", 0.7)
+    grads = []
+    for neuron in (ref, fused):
+        init = [torch.zeros(600, requires_grad=True) for _ in neuron.state_type._fields]
+        neuron.state = neuron.state_type(*init)
+        spikes, _, (gx, *g_state) = _run(neuron, x, grad_out, *init)
+        grads.append((spikes, gx, g_state))
+    (rs, rgx, rgs), (fs, fgx, fgs) = grads
+    assert torch.equal(fs, rs)
+    _assert_grads_close(fgx, rgx)
+    assert any(bool(g.abs().sum() > 0) for g in rgs)
+    for a, b in zip(fgs, rgs, strict=True):
+        _assert_grads_close(a, b)
+
+
 @pytest.mark.parametrize("surrogate,width", SURROGATE_WIDTHS)
 @pytest.mark.parametrize("name", ["ilif", "clif", "lif"])
 def test_statistics_match_eager(name: str, surrogate: str, width: float) -> None:

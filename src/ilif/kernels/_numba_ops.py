@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-CHUNK = 512
+CHUNK = 1024
 
 # cfg: integer configuration of one call
 KIND, CIU, MPIU, DETACH_RESET, DETACH_INHIBITION, SURROGATE, WANT_STATS = range(7)
@@ -181,27 +181,6 @@ def accumulate_stats(stats_c, t, h, s, g, tmp, code, par, ibuf):
 
 
 # ----------------------------------------------------------------------------------- ILIF / LIF
-@njit(cache=True, error_model="numpy")
-def spiking_lanes(spk, idx):
-    """Write the positions j of the non-zero ``spk[j]`` to ``idx[:n]`` (in order); return n."""
-    n_sp = 0
-    for j in range(spk.shape[0]):
-        idx[n_sp] = j
-        n_sp += 1 if spk[j] != 0 else 0
-    return n_sp
-
-
-@njit(cache=True, error_model="numpy")
-def sigmoid_at(z, out, idx, n_idx, cbuf, ibuf, one):
-    """out[j] = σ(z[j]) for the n_idx positions j in ``idx``, bit-identical to
-    :func:`sigmoid_row`: the values are gathered into ``cbuf``, so the exp stays vectorised."""
-    for i in range(n_idx):
-        cbuf[i] = z[idx[i]]
-    sigmoid_row(cbuf[:n_idx], cbuf[:n_idx], ibuf[:n_idx], one)
-    for i in range(n_idx):
-        out[idx[i]] = cbuf[i]
-
-
 @njit(inline="always", error_model="numpy")
 def _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, ciu, mpiu, spk_given):
     """The ILIF step up to U (and M) for one row; ``v`` receives U. Called with constant flags,
@@ -238,19 +217,17 @@ def _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, ciu, mpiu,
 
 
 @njit(cache=True, error_model="numpy")
-def ilif_step_row(x, v, trace, memory, drive, spk, h, u, sgm, tr, sg_cur, idx, cbuf, ibuf, par,
-                  ciu, mpiu, spk_given):
+def ilif_step_row(x, v, trace, memory, drive, spk, h, u, sgm, tr, ibuf, par, ciu, mpiu,
+                  spk_given):
     """One ILIF step over a row of neurons, in place on the state rows (SPEC §2)::
 
     I = k·(I + D) ;  H = λ·v + x − max(I, 0) ;  h = H − θ ;  S = Θ(h) ;  U = H − S·θ
     M = κ·(M + S·U) ;  v = U − S·σ(M) ;  D = x·S
 
-    The operation order mirrors the eager float ops so that the spikes are identical; σ(M) is
-    computed for the spiking neurons only (v = U where S = 0). The spikes go to ``spk``, or,
-    with ``spk_given`` (the backward's recomputation), come from it (the forward's uint8);
-    ``h`` receives h. With ``spk_given``, ``tr`` receives I and, with ``mpiu``, ``u`` and
-    ``sgm`` receive U and σ(M) of every neuron: ``sg_cur`` holds σ(M) from the previous step
-    and, when κ = 1 (M changes only on spikes), is updated at the spiking neurons only.
+    The operation order mirrors the eager float ops so that the spikes are identical. The
+    spikes go to ``spk``, or, with ``spk_given`` (the backward's recomputation), come from it
+    (the forward's uint8). ``h`` receives h and, with ``mpiu``, ``sgm`` σ(M); with
+    ``spk_given``, ``tr`` receives I and, with ``mpiu``, ``u`` receives U.
     """
     if ciu:
         if mpiu:
@@ -274,17 +251,11 @@ def ilif_step_row(x, v, trace, memory, drive, spk, h, u, sgm, tr, sg_cur, idx, c
         _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, False, False, False)
     if mpiu:
         one = par[LAMBDA] - par[LAMBDA] + 1
-        n_sp = spiking_lanes(spk, idx)
-        if spk_given and par[MPIU_GAIN] != one:
-            sigmoid_row(memory, sg_cur, ibuf, one)
-        else:
-            sigmoid_at(memory, sg_cur, idx, n_sp, cbuf, ibuf, one)
-        for i in range(n_sp):
-            j = idx[i]
-            v[j] = v[j] - sg_cur[j]
-        if spk_given:
-            for j in range(x.shape[0]):
-                sgm[j] = sg_cur[j]
+        zero = one - one
+        sigmoid_row(memory, sgm, ibuf, one)
+        for j in range(x.shape[0]):
+            s = one if spk[j] != 0 else zero
+            v[j] = v[j] - s * sgm[j]
 
 
 @njit(inline="always", error_model="numpy", fastmath={"contract"})
@@ -356,12 +327,12 @@ def clif_step_row(x, v, cmem, spk, h, sh, sc, c_prev, ibuf, par, spk_given):
     for j in range(n):
         hm = lam * v[j] + x[j]
         v[j] = hm  # H, until the reset below
-        sh[j] = hm / tau
+        c_prev[j] = hm / tau  # H/τ, until C is stored there below
         hh = hm - th
         h[j] = hh
         if not spk_given:
             spk[j] = one if hh >= zero else zero
-    sigmoid_row(sh, sh, ibuf, one)
+    sigmoid_row(c_prev, sh, ibuf, one)
     for j in range(n):
         s = one if spk[j] != 0 else zero
         c_prev[j] = cmem[j]
@@ -398,34 +369,38 @@ def clif_backward_step(bt, got, gxt, gv, gc, sht, sct, cpt, gsur, lam, th, tau, 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward(x, state0, out_spikes, out_bits, out_state, par, cfg, stats, c0, c1):
-    """Fused forward over the chunks [c0, c1) of ``x[T, N]`` from ``state0[S, N]``.
+    """Fused forward over the chunks [c0, c1) of ``x[T, N]`` from ``state0[S, N]`` (an empty
+    ``state0[S, 0]`` stands for the all-zero state, which is then not read).
 
     Writes the spikes (input dtype, and uint8 into ``out_bits`` when it has T rows), the final
     state ``out_state[S, N]`` and, when ``cfg[WANT_STATS]``, per-chunk sums ``stats[chunk, 3, T]``.
     """
     n_steps, n = x.shape
-    n_state = state0.shape[0]
+    n_state = out_state.shape[0]
+    zero0 = state0.shape[1] == 0
     kind = cfg[KIND]
     ciu = cfg[CIU] != 0
     mpiu = cfg[MPIU] != 0
     want_bits = out_bits.shape[0] == n_steps
     want_stats = cfg[WANT_STATS] != 0
     ws = np.zeros((4, CHUNK), x.dtype)  # working state (v, I|C, M, D); unused rows stay 0
-    buf = np.empty((5, CHUNK), x.dtype)
+    buf = np.empty((4, CHUNK), x.dtype)
     ibuf = int_row(x, CHUNK)
-    idx = np.empty(CHUNK, np.int64)
     for c in range(c0, c1):
         lo = c * CHUNK
         hi = min(n, lo + CHUNK)
         m = hi - lo
         for kk in range(n_state):
-            ws[kk, :m] = state0[kk, lo:hi]
+            if zero0:
+                ws[kk, :m] = 0
+            else:
+                ws[kk, :m] = state0[kk, lo:hi]
         for t in range(n_steps):
             spk = out_spikes[t, lo:hi]
             if kind == KIND_ILIF:
                 ilif_step_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m], spk,
-                              buf[0, :m], buf[1, :m], buf[2, :m], buf[3, :m], buf[2, :m],
-                              idx[:m], buf[4, :m], ibuf[:m], par, ciu, mpiu, False)
+                              buf[0, :m], buf[1, :m], buf[2, :m], buf[3, :m], ibuf[:m], par,
+                              ciu, mpiu, False)
             else:
                 clif_step_row(x[t, lo:hi], ws[0, :m], ws[1, :m], spk, buf[0, :m], buf[1, :m],
                               buf[2, :m], buf[3, :m], ibuf[:m], par, False)
@@ -443,13 +418,17 @@ def forward(x, state0, out_spikes, out_bits, out_state, par, cfg, stats, c0, c1)
 @njit(nogil=True, cache=True, error_model="numpy")
 def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
     """Fused BPTT of :func:`forward`: writes ``gx[T, N]`` = dL/dx and turns ``adj[S, N]`` from
-    dL/d(final state) into dL/d(initial state) in place.
+    dL/d(final state) into dL/d(initial state) in place (an empty ``adj[S, 0]`` stands for a zero
+    dL/d(final state) when dL/d(initial state) is not wanted).
 
     Per chunk: recompute the forward (spikes from ``bits``) keeping the per-step values in chunk
-    scratch, then run the adjoints backwards in time.
+    scratch, then run the adjoints backwards in time. An empty ``state0[S, 0]`` stands for the
+    all-zero initial state.
     """
     n_steps, n = x.shape
-    n_state = state0.shape[0]
+    n_state = adj.shape[0]
+    zero0 = state0.shape[1] == 0
+    want_adj = adj.shape[1] != 0
     kind = cfg[KIND]
     ciu = cfg[CIU] != 0
     mpiu = cfg[MPIU] != 0
@@ -459,28 +438,30 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
     one = zero + 1
     keep_reset = zero if cfg[DETACH_RESET] else one
     keep_inh = zero if cfg[DETACH_INHIBITION] else one
-    ws = np.zeros((5, CHUNK), x.dtype)  # working state of the recomputation, and σ(M)
+    ws = np.zeros((4, CHUNK), x.dtype)  # working state of the recomputation
     ga = np.zeros((4, CHUNK), x.dtype)  # adjoints of the state
     rec = np.empty((4, n_steps, CHUNK), x.dtype)  # recomputed per-step values
-    row = np.empty((3, CHUNK), x.dtype)
+    row = np.empty((2, CHUNK), x.dtype)
     ibuf = int_row(x, CHUNK)
-    idx = np.empty(CHUNK, np.int64)
     for c in range(c0, c1):
         lo = c * CHUNK
         hi = min(n, lo + CHUNK)
         m = hi - lo
         for kk in range(n_state):
-            ws[kk, :m] = state0[kk, lo:hi]
-            ga[kk, :m] = adj[kk, lo:hi]
+            if zero0:
+                ws[kk, :m] = 0
+            else:
+                ws[kk, :m] = state0[kk, lo:hi]
+            if want_adj:
+                ga[kk, :m] = adj[kk, lo:hi]
+            else:
+                ga[kk, :m] = 0
         gsur = row[0, :m]
         if kind == KIND_ILIF:
-            if mpiu:
-                sigmoid_row(ws[2, :m], ws[4, :m], ibuf[:m], one)  # σ(M_0)
             for t in range(n_steps):
                 ilif_step_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m],
                               bits[t, lo:hi], rec[0, t, :m], rec[1, t, :m], rec[2, t, :m],
-                              rec[3, t, :m], ws[4, :m], idx[:m], row[2, :m], ibuf[:m], par,
-                              ciu, mpiu, True)
+                              rec[3, t, :m], ibuf[:m], par, ciu, mpiu, True)
             for t in range(n_steps - 1, -1, -1):
                 surrogate_row(gsur, rec[0, t, :m], cfg[SURROGATE], par, row[1, :m], ibuf[:m])
                 ilif_backward_step(x[t, lo:hi], bits[t, lo:hi], gout[t, lo:hi], gx[t, lo:hi],
@@ -496,5 +477,6 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
                 clif_backward_step(bits[t, lo:hi], gout[t, lo:hi], gx[t, lo:hi], ga[0, :m],
                                    ga[1, :m], rec[1, t, :m], rec[2, t, :m], rec[3, t, :m], gsur,
                                    lam, th, par[TAU], zero, one, keep_reset)
-        for kk in range(n_state):
-            adj[kk, lo:hi] = ga[kk, :m]
+        if want_adj:
+            for kk in range(n_state):
+                adj[kk, lo:hi] = ga[kk, :m]

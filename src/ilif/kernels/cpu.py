@@ -158,38 +158,44 @@ class FusedNeuronFunction(torch.autograd.Function):
         ops = _ops()
         n_steps, n = x.shape
         needs_grad = any(ctx.needs_input_grad[:2])
+        ctx.set_materialize_grads(False)  # an unused final state gets no zero-filled gradient
         spikes = torch.empty_like(x)
         bits = torch.empty((n_steps if needs_grad else 0, n), dtype=torch.uint8)
-        final = torch.empty_like(state0)
+        final = x.new_empty((state0.shape[0], n))
         want_stats = bool(conf.cfg[ops.WANT_STATS])
         n_chunks = (n + ops.CHUNK - 1) // ops.CHUNK
         stats = np.zeros((n_chunks if want_stats else 0, 3, n_steps), np.float64)
-        _run_chunks(ops.forward, n, _np(x), _np(state0), _np(spikes), _np(bits), _np(final),
+        # an all-zero initial state is passed as an empty array, which the kernel does not read
+        state_in = _np(state0)[:, :0] if zero_state else _np(state0)
+        _run_chunks(ops.forward, n, _np(x), state_in, _np(spikes), _np(bits), _np(final),
                     conf.par, conf.cfg, stats)
         if want_stats:
             stats_out.append(stats.sum(axis=0))
         if needs_grad:
             # an all-zero initial state (the first call after reset) is not kept
             ctx.save_for_backward(x, bits, *(() if zero_state else (state0,)))
-            ctx.state_shape = state0.shape
+            ctx.state_shape = (state0.shape[0], n)
             ctx.conf = conf
         return spikes, final
 
     @staticmethod
-    def backward(ctx, grad_spikes: Tensor, grad_final: Tensor):  # type: ignore[override]
+    def backward(ctx, grad_spikes: Tensor | None, grad_final: Tensor | None):  # type: ignore[override]
         ops = _ops()
         x, bits, *kept = ctx.saved_tensors
-        state0 = kept[0] if kept else x.new_zeros(ctx.state_shape)
+        # without a kept state the initial state was zero: an empty array says so to the kernel
+        state0 = kept[0] if kept else x.new_empty((ctx.state_shape[0], 0))
         grad_spikes = grad_spikes.contiguous() if grad_spikes is not None else torch.zeros_like(x)
-        adj = (
-            grad_final.contiguous().clone()
-            if grad_final is not None
-            else torch.zeros_like(state0)
-        )
+        want_state_grad = ctx.needs_input_grad[1]
+        if grad_final is not None:
+            adj = grad_final.contiguous().clone()  # the kernel turns it into dL/d(state0)
+        elif want_state_grad:
+            adj = x.new_zeros(ctx.state_shape)
+        else:
+            adj = x.new_empty((ctx.state_shape[0], 0))  # zero, and no dL/d(state0) wanted
         grad_x = torch.empty_like(x)
         _run_chunks(ops.backward, x.shape[1], _np(x), _np(bits), _np(grad_spikes), _np(state0),
                     _np(adj), _np(grad_x), ctx.conf.par, ctx.conf.cfg)
-        return grad_x, (adj if ctx.needs_input_grad[1] else None), None, None, None
+        return grad_x, (adj if want_state_grad else None), None, None, None
 
 
 def cpu_multi_step(
@@ -209,10 +215,16 @@ def cpu_multi_step(
     x2 = x_seq.reshape(n_steps, -1)
     if not x2.is_contiguous():
         x2 = x2.contiguous()
-    state0 = torch.stack([s.reshape(-1) for s in state])
     conf = _config(neuron, x_seq.dtype, want_stats)
     stats_out: list[Any] = []
-    zero_state = not any(bool(s.any()) for s in state)
+    if neuron.state is None:
+        # the zero state of a fresh or reset neuron: passed as an empty [S, 0] array, which the
+        # kernels read as zero (neither stacked nor scanned)
+        state0 = x2.new_empty((len(state), 0))
+        zero_state = True
+    else:
+        state0 = torch.stack([s.reshape(-1) for s in state])
+        zero_state = not any(bool(s.any()) for s in state)
     spikes, final = FusedNeuronFunction.apply(x2, state0, conf, stats_out, zero_state)
     final_state = type(state)(*(f.view(shape[1:]) for f in final.unbind(0)))
     stats = None

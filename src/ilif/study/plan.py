@@ -71,7 +71,8 @@ PARTS: dict[str, Part] = {
         # item 4: the comparators
         Part("neurons", CIFAR, ("plif", "alif", "clif"), analysis_batches=5, needs="cifar10"),
         # item 6: the γ study on event data, and the real N-MNIST smoke check
-        Part("dvs-width", "configs/study/digits-dvs.yaml", ("lif", "ilif"), WIDTHS),
+        Part("dvs-width", "configs/study/digits-dvs.yaml", ("lif", "ilif"), WIDTHS,
+             seeds=(1, 2, 3, 4, 5)),
         Part("nmnist-smoke", "configs/study/nmnist-smoke.yaml", ("lif", "ilif"), seeds=(1,),
              needs="nmnist"),
     )
@@ -85,7 +86,7 @@ ORDER: tuple[tuple[str, int], ...] = (
     ("dvs-width", 1), ("dvs-width", 2), ("dvs-width", 3),
     ("ablation", 2), ("neurons", 2), ("surrogate", 2),
     ("ablation", 3), ("neurons", 3), ("surrogate", 3),
-    ("width", 4), ("width", 5),
+    ("width", 4), ("width", 5), ("dvs-width", 4), ("dvs-width", 5),
 )
 
 
