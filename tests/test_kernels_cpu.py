@@ -70,7 +70,7 @@ def _pair(name: str, surrogate: str, width: float, **kw):
 @pytest.mark.parametrize("surrogate,width", SURROGATE_WIDTHS)
 @pytest.mark.parametrize("name", list(NEURON_CASES))
 def test_fused_matches_eager(name: str, surrogate: str, width: float, steps: int) -> None:
-    # 3·5·71 = 1065 neurons per step: two full chunks of 512 and an odd remainder
+    # 3·5·71 = 1065 neurons per step: a full chunk of 1024 and an odd remainder
     x = _input((steps, 3, 5, 71), seed=steps * 7 + len(name))
     grad_out = _input(x.shape, seed=99)
     ref, fused = _pair(name, surrogate, width)
@@ -202,7 +202,7 @@ def test_width_is_a_runtime_argument() -> None:
 
 def test_threads_agree() -> None:
     """Large enough for the chunks to be split over two threads: same results as one."""
-    x = _input((3, 2 * 8 * 512 + 37), seed=8)
+    x = _input((3, 2 * cpu._BLOCK_CHUNKS * cpu._ops().CHUNK + 37), seed=8)
     grad_out = _input(x.shape, seed=9)
     threads = torch.get_num_threads()
     out = []

@@ -30,9 +30,11 @@ KIND, CIU, MPIU, DETACH_RESET, DETACH_INHIBITION, SURROGATE, WANT_STATS = range(
 CFG_SIZE = 7
 KIND_ILIF, KIND_CLIF = 0, 1  # LIF is ILIF with both units off (SPEC §2)
 
-# par: float parameters, in the input dtype (so that arithmetic mirrors the eager float32 ops)
-LAMBDA, THRESHOLD, CIU_GAIN, MPIU_GAIN, TAU, WIDTH, HALF_WIDTH, PI_OVER_WIDTH = range(8)
-PAR_SIZE = 8
+# par: float parameters, in the input dtype (so that arithmetic mirrors the eager float32 ops).
+# ZERO and ONE are 0 and 1 in that dtype: numba types ``x + 1`` of a float32 x as float64, which
+# would turn every loop that uses such a constant into (slower) float64 arithmetic.
+LAMBDA, THRESHOLD, CIU_GAIN, MPIU_GAIN, TAU, WIDTH, HALF_WIDTH, PI_OVER_WIDTH, ZERO, ONE = range(10)
+PAR_SIZE = 10
 
 # stats[chunk, quantity, t] with the quantities below
 STAT_SPIKES, STAT_OPEN, STAT_SURROGATE = range(3)
@@ -131,8 +133,8 @@ def surrogate_row(out, h, code, par, tmp, ibuf):
     of width γ = ``par[WIDTH]`` (SPEC §3); ``tmp`` and ``ibuf`` are scratch rows."""
     n = h.shape[0]
     w = par[WIDTH]
-    zero = w - w
-    one = zero + 1
+    zero = par[ZERO]
+    one = par[ONE]
     inv = one / w
     if code == 0:
         half = par[HALF_WIDTH]
@@ -189,8 +191,8 @@ def _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, ciu, mpiu,
     th = par[THRESHOLD]
     k = par[CIU_GAIN]
     kap = par[MPIU_GAIN]
-    zero = lam - lam
-    one = zero + 1
+    zero = par[ZERO]
+    one = par[ONE]
     for j in range(x.shape[0]):
         hm = lam * v[j] + x[j]
         if ciu:
@@ -250,8 +252,8 @@ def ilif_step_row(x, v, trace, memory, drive, spk, h, u, sgm, tr, ibuf, par, ciu
     else:
         _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, False, False, False)
     if mpiu:
-        one = par[LAMBDA] - par[LAMBDA] + 1
-        zero = one - one
+        one = par[ONE]
+        zero = par[ZERO]
         sigmoid_row(memory, sgm, ibuf, one)
         for j in range(x.shape[0]):
             s = one if spk[j] != 0 else zero
@@ -321,8 +323,8 @@ def clif_step_row(x, v, cmem, spk, h, sh, sc, c_prev, ibuf, par, spk_given):
     lam = par[LAMBDA]
     th = par[THRESHOLD]
     tau = par[TAU]
-    zero = lam - lam
-    one = zero + 1
+    zero = par[ZERO]
+    one = par[ONE]
     n = x.shape[0]
     for j in range(n):
         hm = lam * v[j] + x[j]
@@ -434,8 +436,8 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
     mpiu = cfg[MPIU] != 0
     lam = par[LAMBDA]
     th = par[THRESHOLD]
-    zero = lam - lam
-    one = zero + 1
+    zero = par[ZERO]
+    one = par[ONE]
     keep_reset = zero if cfg[DETACH_RESET] else one
     keep_inh = zero if cfg[DETACH_INHIBITION] else one
     ws = np.zeros((4, CHUNK), x.dtype)  # working state of the recomputation

@@ -90,13 +90,14 @@ def _config(neuron: Neuron, dtype: torch.dtype, want_stats: bool) -> _Config:
     par[ops.WIDTH] = neuron.surrogate.width
     par[ops.HALF_WIDTH] = 0.5 * neuron.surrogate.width
     par[ops.PI_OVER_WIDTH] = math.pi / neuron.surrogate.width
+    par[ops.ZERO], par[ops.ONE] = 0.0, 1.0
     return _Config(cfg, par)
 
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
 _POOL_LOCK = threading.Lock()
-_BLOCK_CHUNKS = 8  # chunks (of 512 neurons) per unit of work handed to a thread
+_BLOCK_CHUNKS = 8  # chunks (of CHUNK neurons) per unit of work handed to a thread
 
 
 def _pool(n_workers: int) -> ThreadPoolExecutor:
