@@ -49,6 +49,15 @@ def read_file_bytes(path: str | Path, what: str) -> bytes:
         raise DatasetError(f"cannot read {what} file {path}: {exc}") from exc
 
 
+def read_file_text(path: str | Path, what: str) -> str:
+    """The whole file as UTF-8 text; a missing, unreadable or undecodable file is a
+    ``DatasetError`` naming it."""
+    try:
+        return read_file_bytes(path, what).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"cannot read {what} file {path}: not UTF-8 text ({exc})") from exc
+
+
 def check_inside_sensor(path: Path, what: str, x: np.ndarray, y: np.ndarray,
                         sensor_size: tuple[int, int]) -> None:
     """Raise ``DatasetError`` unless every ``x < width`` and ``y < height``."""

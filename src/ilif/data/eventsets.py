@@ -283,12 +283,7 @@ def cifar10dvs_samples(root: Path, split: str) -> list[EventSample]:
 def read_gesture_labels(path: str | Path) -> list[tuple[int, int, int]]:
     """Rows ``(class 1–11, start µs, end µs)`` of a DVS128 Gesture ``*_labels.csv``."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise DatasetNotFoundError(f"DVS128 Gesture label file {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read DVS128 Gesture label file {path}: {exc}") from exc
+    text = ev.read_file_text(path, "DVS128 Gesture label")
     lines = text.splitlines()
     if not lines or lines[0].strip() != GESTURE_LABEL_HEADER:
         raise DatasetError(f"DVS128 Gesture label file {path}: first line must be "
@@ -314,12 +309,7 @@ def read_gesture_labels(path: str | Path) -> list[tuple[int, int, int]]:
 
 def read_trials(path: Path) -> list[str]:
     """The recording names listed in ``trials_to_train.txt`` / ``trials_to_test.txt``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise DatasetNotFoundError(f"dvs-gesture: trial list {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"dvs-gesture: cannot read trial list {path}: {exc}") from exc
+    text = ev.read_file_text(path, "dvs-gesture trial list")
     names = [line.strip() for line in text.splitlines() if line.strip()]
     bad = [n for n in names if not n.endswith(".aedat") or "/" in n or "\\" in n]
     if bad:

@@ -125,9 +125,13 @@ class Neuron(nn.Module):
         self.state = None
 
     def initial_state(self, like: Tensor) -> NamedTuple:
-        """The all-zero state for one step of the shape, dtype and device of ``like``."""
-        zeros = [torch.zeros_like(like) for _ in self.state_type._fields]
-        return self.state_type(*zeros)
+        """The all-zero state for one step of the shape, dtype and device of ``like``.
+
+        One zero broadcast to the shape (a zero-stride view): nothing is allocated or filled per
+        call, and the steps, which never write their state in place, read it as zeros.
+        """
+        zero = torch.zeros((), dtype=like.dtype, device=like.device).expand_as(like)
+        return self.state_type(*(zero for _ in self.state_type._fields))
 
     def _state_for(self, x_step_shape: torch.Size, like: Tensor) -> NamedTuple:
         if self.state is None:
