@@ -70,8 +70,8 @@ def _pair(name: str, surrogate: str, width: float, **kw):
 @pytest.mark.parametrize("surrogate,width", SURROGATE_WIDTHS)
 @pytest.mark.parametrize("name", list(NEURON_CASES))
 def test_fused_matches_eager(name: str, surrogate: str, width: float, steps: int) -> None:
-    # 3·5·71 = 1065 neurons per step: a full chunk of 1024 and an odd remainder
-    x = _input((steps, 3, 5, 71), seed=steps * 7 + len(name))
+    # 3·5·277 = 4155 neurons per step: a full chunk of 4096 and an odd remainder
+    x = _input((steps, 3, 5, 277), seed=steps * 7 + len(name))
     grad_out = _input(x.shape, seed=99)
     ref, fused = _pair(name, surrogate, width)
     s_ref, st_ref, (g_ref,) = _run(ref, x, grad_out)
@@ -202,7 +202,7 @@ def test_width_is_a_runtime_argument() -> None:
 
 def test_threads_agree() -> None:
     """Large enough for the chunks to be split over two threads: same results as one."""
-    x = _input((3, 2 * cpu._BLOCK_CHUNKS * cpu._ops().CHUNK + 37), seed=8)
+    x = _input((3, 2 * cpu._BLOCK_CHUNKS * cpu._ops().CHUNK_MAX + 37), seed=8)
     grad_out = _input(x.shape, seed=9)
     threads = torch.get_num_threads()
     out = []
@@ -234,14 +234,35 @@ def _saved_bytes_per_step(neuron, x: torch.Tensor) -> float:
 
 
 def test_saved_state_is_compact() -> None:
-    """ILIF float32 keeps at most 5 bytes per neuron-step for backward besides the input
-    (target 9): the uint8 spikes, and the initial state only when it is not zero."""
+    """ILIF float32 keeps 5 bytes per neuron-step for backward besides the input (target 9):
+    the uint8 spikes and σ(M) (in the buffer that becomes dL/dx), and the initial state only
+    when it is not zero. CLIF keeps σ(C) likewise; without the MPIU (no σ), and for LIF, the
+    spikes alone."""
     x = _input((6, 4, 500), seed=2).requires_grad_()
     neuron = ILIF(backend="cpu")
-    assert _saved_bytes_per_step(neuron, x) == 1.0  # zero initial state: the spikes only
+    assert _saved_bytes_per_step(neuron, x) == 5.0  # zero initial state
     # continuing from the non-zero state adds 4 states · 4 B once, i.e. 16/6 B per step
-    assert _saved_bytes_per_step(neuron, x) == pytest.approx(1.0 + 16 / 6)
+    assert _saved_bytes_per_step(neuron, x) == pytest.approx(5.0 + 16 / 6)
+    assert _saved_bytes_per_step(ILIF(backend="cpu", mpiu=False), x) == 1.0
+    assert _saved_bytes_per_step(LIF(backend="cpu"), x) == 1.0
+    assert _saved_bytes_per_step(CLIF(backend="cpu"), x) == 5.0
     assert _saved_bytes_per_step(ILIF(backend="torch"), x) > 5  # the eager loop keeps more
+
+
+@pytest.mark.parametrize("name", ["ilif", "ilif-detach-inh", "clif", "lif"])
+def test_second_backward_with_retained_graph(name: str) -> None:
+    """The first backward turns the buffer holding σ(M) (CLIF: σ(C)) into dL/dx; a second
+    backward through the retained graph recomputes it and gives the same gradient."""
+    x = _input((6, 3, 500), seed=15).requires_grad_()
+    grad_out = _input(x.shape, seed=16)
+    ref, fused = _pair(name, "sigmoid", 1.2)
+    (g_ref,) = torch.autograd.grad((ref(x) * grad_out).sum(), x)
+    loss = (fused(x) * grad_out).sum()
+    (g_first,) = torch.autograd.grad(loss, x, retain_graph=True)
+    g_first = g_first.clone()
+    (g_second,) = torch.autograd.grad(loss, x)
+    _assert_grads_close(g_first, g_ref)
+    torch.testing.assert_close(g_second, g_first, rtol=1e-6, atol=1e-7)
 
 
 def test_no_grad_forward() -> None:
@@ -334,6 +355,7 @@ def test_benchmark_quick_run_writes_json(tmp_path: Path) -> None:
     fused = rows[("ilif ILIF", "cpu")]
     assert {"fwd_ms", "fwd_bwd_ms", "vs_sj_fwd_bwd", "x_floor_fwd_bwd",
             "saved_bytes_per_neuron_step"} <= set(fused)
-    assert fused["fwd_bwd_ms"] > 0 and fused["saved_bytes_per_neuron_step"] == 1.0
+    assert fused["fwd_bwd_ms"] > 0 and fused["saved_bytes_per_neuron_step"] == 5.0
+    assert rows[("ilif LIF", "cpu")]["saved_bytes_per_neuron_step"] == 1.0
     assert rows[("ilif ILIF", "torch")]["saved_bytes_per_neuron_step"] > 5
     assert "ilif ILIF" in md.read_text()

@@ -1,34 +1,43 @@
 """Numba kernels of the fused CPU path: the forward and the BPTT backward of one neuron layer.
 
 Layout: inputs are ``x[T, N]`` (time first, neurons flattened), states ``state[S, N]`` (one row per
-state variable). The neurons are cut into chunks of :data:`CHUNK`; the drivers run a range of
-chunks without the GIL (the caller splits the chunks over threads). Inside a chunk the time loop
-is outermost, so that each step is a few short vectorisable loops over L1-resident rows.
+state variable). The neurons are cut into chunks (``cfg[CHUNK_LEN]`` neurons each, at most
+:data:`CHUNK_MAX`); the drivers run a range of chunks without the GIL (the caller splits the
+chunks over threads). Inside a chunk the time loop is outermost, and each time step is one fused,
+branch-free, vectorisable loop over L1-resident rows (the exponentials of σ are inlined).
 
 Numba specialises on the dtypes only: the neuron kind, its flags, the surrogate code and γ are
 runtime arguments (``cfg`` integer array, ``par`` float array), so a γ sweep never recompiles.
+Inside a driver every flag set runs its own loop (the flags are compile-time constants there).
 
-Floating-point contraction (FMA) is allowed only inside ``exp_neg_row``, the adjoint steps and the
-statistics (whose float64 sum may also be reassociated); the forward recurrences keep the eager
-rounding, operation by operation.
+Floating-point contraction (FMA) is allowed only in the exponential's polynomial, the adjoint
+steps and the statistics (whose float64 sum may also be reassociated); the forward recurrences,
+and their recomputation in the backward, keep the eager rounding, operation by operation.
 
-The backward receives the spikes of the forward (uint8) and recomputes the other per-step values
-(H, U, σ(M), I; CLIF: H, C, σ(H/τ), σ(C)) chunk by chunk from ``x`` and the initial state, so the
-forward keeps one byte per neuron-step for the backward.
+What the backward gets from the forward: the spikes as uint8 (1 byte per neuron-step) and, for
+ILIF with the MPIU and for CLIF, σ(M) resp. σ(C) of every step, written by the forward into the
+buffer that the backward then overwrites with dL/dx (4 bytes per neuron-step, but no extra
+allocation). The backward recomputes the rest (h and g(h), U, the clamp's slope; CLIF: σ(H/τ) and
+C before the step) chunk by chunk from ``x`` and the initial state. The kernels are compute bound:
+recomputing the exponentials would cost more than moving σ; everything else is cheaper to
+recompute than to store.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
-CHUNK = 1024
+CHUNK_MAX = 4096  # neurons per chunk, at most (the scratch rows' length)
 
 # cfg: integer configuration of one call
-KIND, CIU, MPIU, DETACH_RESET, DETACH_INHIBITION, SURROGATE, WANT_STATS = range(7)
-CFG_SIZE = 7
+KIND, CIU, MPIU, DETACH_RESET, DETACH_INHIBITION, SURROGATE, WANT_STATS, CHUNK_LEN = range(8)
+SGM_KEPT = 8  # backward: ``gx`` arrives holding σ(M) (ILIF) or σ(C) (CLIF), kept by the forward
+CFG_SIZE = 9
 KIND_ILIF, KIND_CLIF = 0, 1  # LIF is ILIF with both units off (SPEC §2)
+RECTANGLE, TRIANGLE, SIGMOID, ATAN = range(4)  # surrogate codes (ilif.surrogate)
 
 # par: float parameters, in the input dtype (so that arithmetic mirrors the eager float32 ops).
 # ZERO and ONE are 0 and 1 in that dtype: numba types ``x + 1`` of a float32 x as float64, which
@@ -42,114 +51,121 @@ STAT_SPIKES, STAT_OPEN, STAT_SURROGATE = range(3)
 _LOG2E = 1.4426950408889634
 
 
-def exp_neg_row(z, out, ibuf):
-    """out[j] = e^{−z[j]} for a row, in the row's dtype, with vectorisable loops.
+def chunk_len(n_steps: int, backward: bool) -> int:
+    """Neurons per chunk. Long rows keep the hardware prefetchers streaming (each step reads and
+    writes rows of ``x[t]``, S[t], ...); the backward also keeps 4 recomputed rows per step, so
+    its chunk shrinks for long T to keep those within about 1 MiB (L2)."""
+    if not backward:
+        return CHUNK_MAX
+    return max(256, min(CHUNK_MAX, (1 << 20) // (16 * max(1, n_steps)) // 64 * 64))
+
+
+# --------------------------------------------------------------------------- elementary functions
+def _float_from_bits(float_type: types.Float, int_type: types.Integer, llvm_type):
+    """An intrinsic: the ``float_type`` whose IEEE bits are the low bits of an integer (numba
+    widens int32 arithmetic to int64, so the integer is cut to the float's width first)."""
+
+    @intrinsic
+    def from_bits(typingctx, bits):
+        if not isinstance(bits, types.Integer):  # pragma: no cover - used on integers only
+            return None
+
+        def codegen(context, builder, signature, args):
+            value = context.cast(builder, args[0], signature.args[0], int_type)
+            return builder.bitcast(value, llvm_type)
+
+        return float_type(bits), codegen
+
+    return from_bits
+
+
+_f32_from_bits = _float_from_bits(types.float32, types.int32, ir.FloatType())
+_f64_from_bits = _float_from_bits(types.float64, types.int64, ir.DoubleType())
+
+
+def exp_neg(z):
+    """e^{−z} in z's dtype, as straight-line code (LLVM inlines it, and a loop calling it
+    vectorises). Its polynomial may use FMA.
 
     Cody–Waite reduction a = −z = n·ln2 + r, |r| ≤ ln2/2, a polynomial for e^r (float32:
-    Cephes' degree-7 minimax, about 1 ulp; float64: degree-13 Taylor, < 1e-17 relative), and
-    2^n built as IEEE bits in the integer row ``ibuf`` (int32 for float32, int64 for float64)
-    read back through a float view; a is clamped to ±87 (float32) or ±700 (float64).
-    The compiled versions are chosen by dtype below; this body is the reference.
+    Cephes' degree-7 minimax, about 1 ulp; float64: degree-13 Taylor, < 1e-17 relative), times
+    2^n built from its IEEE bits; a is clamped to ±87 (float32) or ±700 (float64). The compiled
+    versions are chosen by dtype below; this body is the reference.
     """
-    out[:] = np.exp(-z)
+    return np.exp(-z)
 
 
-def _exp_neg_row_f32(z, out, ibuf):
+def _exp_neg_f32(z):
     f = np.float32
-    for j in range(z.shape[0]):
-        a = min(max(-z[j], f(-87.0)), f(87.0))
-        nf = np.floor(a * f(_LOG2E) + f(0.5))
-        r = (a - nf * f(0.693359375)) - nf * f(-2.12194440e-4)
-        p = f(1.9875691500e-4)
-        p = p * r + f(1.3981999507e-3)
-        p = p * r + f(8.3334519073e-3)
-        p = p * r + f(4.1665795894e-2)
-        p = p * r + f(1.6666665459e-1)
-        p = p * r + f(5.0000001201e-1)
-        out[j] = p * (r * r) + r + f(1.0)
-        ibuf[j] = (np.int32(nf) + np.int32(127)) << np.int32(23)
-    two_n = ibuf.view(np.float32)
-    for j in range(z.shape[0]):
-        out[j] = out[j] * two_n[j]
+    a = min(max(-z, f(-87.0)), f(87.0))
+    nf = np.floor(a * f(_LOG2E) + f(0.5))
+    r = (a - nf * f(0.693359375)) - nf * f(-2.12194440e-4)
+    p = f(1.9875691500e-4)
+    p = p * r + f(1.3981999507e-3)
+    p = p * r + f(8.3334519073e-3)
+    p = p * r + f(4.1665795894e-2)
+    p = p * r + f(1.6666665459e-1)
+    p = p * r + f(5.0000001201e-1)
+    e = p * (r * r) + r + f(1.0)
+    return e * _f32_from_bits((np.int64(nf) + 127) << 23)
 
 
-def _exp_neg_row_f64(z, out, ibuf):
-    for j in range(z.shape[0]):
-        a = min(max(-z[j], -700.0), 700.0)
-        nf = np.floor(a * _LOG2E + 0.5)
-        r = (a - nf * 6.93147180369123816490e-01) - nf * 1.90821492927058770002e-10
-        p = 1.0 / 6227020800.0
-        p = p * r + 1.0 / 479001600.0
-        p = p * r + 1.0 / 39916800.0
-        p = p * r + 1.0 / 3628800.0
-        p = p * r + 1.0 / 362880.0
-        p = p * r + 1.0 / 40320.0
-        p = p * r + 1.0 / 5040.0
-        p = p * r + 1.0 / 720.0
-        p = p * r + 1.0 / 120.0
-        p = p * r + 1.0 / 24.0
-        p = p * r + 1.0 / 6.0
-        p = p * r + 0.5
-        p = p * r + 1.0
-        out[j] = p * r + 1.0
-        ibuf[j] = (np.int64(nf) + np.int64(1023)) << np.int64(52)
-    two_n = ibuf.view(np.float64)
-    for j in range(z.shape[0]):
-        out[j] = out[j] * two_n[j]
+def _exp_neg_f64(z):
+    a = min(max(-z, -700.0), 700.0)
+    nf = np.floor(a * _LOG2E + 0.5)
+    r = (a - nf * 6.93147180369123816490e-01) - nf * 1.90821492927058770002e-10
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    e = p * r + 1.0
+    return e * _f64_from_bits((np.int64(nf) + 1023) << 52)
 
 
-@overload(exp_neg_row, jit_options={"error_model": "numpy", "fastmath": {"contract"}})
-def _exp_neg_row_overload(z, out, ibuf):
-    if z.dtype == types.float32:
-        return _exp_neg_row_f32
-    return _exp_neg_row_f64
+@overload(exp_neg, jit_options={"error_model": "numpy", "fastmath": {"contract"}})
+def _exp_neg_overload(z):
+    if z == types.float32:
+        return _exp_neg_f32
+    if z == types.float64:
+        return _exp_neg_f64
+    return None
 
 
-def int_row(x, m):
-    """An uninitialised integer row of length m as wide as ``x``'s float dtype (the bit
-    buffer of :func:`exp_neg_row`)."""
-    return np.empty(m, np.int32 if x.dtype == np.float32 else np.int64)
+@njit(inline="always", error_model="numpy")
+def sigmoid(z, one):
+    """σ(z) = 1/(1 + e^{−z}), as torch computes it: e^{−z} rounded to the dtype, then
+    1/(1 + e) in the dtype (``one`` is 1 in that dtype)."""
+    return one / (one + exp_neg(z))
 
 
-@overload(int_row)
-def _int_row_overload(x, m):
-    if x.dtype == types.float32:
-        return lambda x, m: np.empty(m, np.int32)
-    return lambda x, m: np.empty(m, np.int64)
-
-
-@njit(cache=True, error_model="numpy")
-def sigmoid_row(z, out, ibuf, one):
-    """out[j] = σ(z[j]) = 1/(1 + e^{−z[j]}), as torch computes it: e^{−z} rounded to the dtype,
-    then 1/(1 + e) in the dtype (``one`` is 1 in that dtype)."""
-    exp_neg_row(z, out, ibuf)
-    for j in range(z.shape[0]):
-        out[j] = one / (one + out[j])
-
-
-@njit(cache=True, error_model="numpy")
-def surrogate_row(out, h, code, par, tmp, ibuf):
-    """out[j] = g(h[j]) for the surrogate ``code`` (0 rectangle, 1 triangle, 2 sigmoid, 3 atan)
-    of width γ = ``par[WIDTH]`` (SPEC §3); ``tmp`` and ``ibuf`` are scratch rows."""
+@njit(inline="always", error_model="numpy")
+def _surrogate_loop(out, h, par, code):
     n = h.shape[0]
     w = par[WIDTH]
     zero = par[ZERO]
     one = par[ONE]
     inv = one / w
-    if code == 0:
+    if code == RECTANGLE:
         half = par[HALF_WIDTH]
         for j in range(n):
             out[j] = inv if abs(h[j]) < half else zero
-    elif code == 1:
+    elif code == TRIANGLE:
         for j in range(n):
             out[j] = max(zero, one - abs(h[j]) * inv) * inv
-    elif code == 2:
+    elif code == SIGMOID:
         four_inv = (one + one + one + one) * inv
         for j in range(n):
-            tmp[j] = four_inv * h[j]
-        sigmoid_row(tmp, out, ibuf, one)
-        for j in range(n):
-            out[j] = four_inv * out[j] * (one - out[j])
+            sg = sigmoid(four_inv * h[j], one)
+            out[j] = four_inv * sg * (one - sg)
     else:
         c = par[PI_OVER_WIDTH]
         for j in range(n):
@@ -157,13 +173,27 @@ def surrogate_row(out, h, code, par, tmp, ibuf):
             out[j] = inv / (one + q * q)
 
 
+@njit(cache=True, error_model="numpy")
+def surrogate_row(out, h, code, par):
+    """out[j] = g(h[j]) for the surrogate ``code`` (0 rectangle, 1 triangle, 2 sigmoid, 3 atan)
+    of width γ = ``par[WIDTH]`` (SPEC §3)."""
+    if code == RECTANGLE:
+        _surrogate_loop(out, h, par, RECTANGLE)
+    elif code == TRIANGLE:
+        _surrogate_loop(out, h, par, TRIANGLE)
+    elif code == SIGMOID:
+        _surrogate_loop(out, h, par, SIGMOID)
+    else:
+        _surrogate_loop(out, h, par, ATAN)
+
+
 @njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
-def accumulate_stats(stats_c, t, h, s, g, tmp, code, par, ibuf):
+def accumulate_stats(stats_c, t, h, s, g, code, par):
     """Per-step sums of one chunk: spikes, gradient-open steps (|h| < γ/2), and g(h).
 
     The counts are integers; the float64 sum of g may be reassociated (so that it vectorises).
     """
-    surrogate_row(g, h, code, par, tmp, ibuf)
+    surrogate_row(g, h, code, par)
     half = par[HALF_WIDTH]
     n_spk = 0
     n_open = 0
@@ -177,16 +207,28 @@ def accumulate_stats(stats_c, t, h, s, g, tmp, code, par, ibuf):
     stats_c[STAT_SURROGATE, t] = g_sum
 
 
-# The row functions below take one 1-D C-contiguous row per quantity (``x[t, lo:hi]``,
-# ``state[k, lo:hi]``, scratch rows), all distinct: numba types 2-D slices as non-contiguous and
-# LLVM cannot vectorise loops over aliased rows, so both would fall back to scalar code.
+# The loops below take one 1-D C-contiguous row per quantity (``x[t, lo:hi]``, ``state[k, lo:hi]``,
+# scratch rows), all distinct: numba types 2-D slices as non-contiguous and LLVM cannot vectorise
+# loops over aliased rows, so both would fall back to scalar code.
 
 
 # ----------------------------------------------------------------------------------- ILIF / LIF
 @njit(inline="always", error_model="numpy")
-def _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, ciu, mpiu, spk_given):
-    """The ILIF step up to U (and M) for one row; ``v`` receives U. Called with constant flags,
-    so that every flag set gets its own branch-free loop."""
+def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, g_u, g_open, par, ciu, mpiu,
+                    spikes_given, sgm_given):
+    """One ILIF step over a row of neurons, in place on the state rows (SPEC §2)::
+
+    I = k·(I + D) ;  H = λ·v + x − max(I, 0) ;  h = H − θ ;  S = Θ(h) ;  U = H − S·θ
+    M = κ·(M + S·U) ;  v = U − S·σ(M) ;  D = x·S
+
+    The operation order mirrors the eager float ops so that the spikes are identical. ``h``
+    receives h and ``sgm`` σ(M). Forward: S goes to ``spk`` (dtype) and ``bits`` (uint8).
+    Recomputation in the backward (``spikes_given``): S comes from ``bits``; ``g_u`` and
+    ``g_open`` receive U (with ``mpiu``) and the clamp's slope 1[I ≥ 0] (with ``ciu``); with
+    ``sgm_given``, σ(M) is read from ``sgm`` (kept by the forward) and M is not recomputed. The
+    flags are compile-time constants at every call, so each flag set gets its own branch-free
+    loop.
+    """
     lam = par[LAMBDA]
     th = par[THRESHOLD]
     k = par[CIU_GAIN]
@@ -194,74 +236,83 @@ def _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, ciu, mpiu,
     zero = par[ZERO]
     one = par[ONE]
     for j in range(x.shape[0]):
-        hm = lam * v[j] + x[j]
+        xj = x[j]
+        hm = lam * v[j] + xj
         if ciu:
-            tr_j = k * (trace[j] + drive[j])
-            trace[j] = tr_j
-            if spk_given:
-                tr[j] = tr_j
-            hm = hm - max(tr_j, zero)
+            tr = k * (trace[j] + drive[j])
+            trace[j] = tr
+            if spikes_given:
+                g_open[j] = one if tr >= zero else zero
+            hm = hm - max(tr, zero)
         hh = hm - th
-        if spk_given:
-            s = one if spk[j] != 0 else zero
+        h[j] = hh
+        if spikes_given:
+            s = one if bits[j] != 0 else zero
         else:
             s = one if hh >= zero else zero
             spk[j] = s
+            bits[j] = np.uint8(1) if hh >= zero else np.uint8(0)
         uu = hm - s * th
-        h[j] = hh
         if mpiu:
-            memory[j] = kap * (memory[j] + s * uu)
-            if spk_given:
-                u[j] = uu
+            if spikes_given:
+                g_u[j] = uu
+            if sgm_given:
+                uu = uu - s * sgm[j]
+            else:  # v = U − S·σ(M) follows in the two loops below
+                memory[j] = kap * (memory[j] + s * uu)
         v[j] = uu
         if ciu:
-            drive[j] = x[j] * s
-
-
-@njit(cache=True, error_model="numpy")
-def ilif_step_row(x, v, trace, memory, drive, spk, h, u, sgm, tr, ibuf, par, ciu, mpiu,
-                  spk_given):
-    """One ILIF step over a row of neurons, in place on the state rows (SPEC §2)::
-
-    I = k·(I + D) ;  H = λ·v + x − max(I, 0) ;  h = H − θ ;  S = Θ(h) ;  U = H − S·θ
-    M = κ·(M + S·U) ;  v = U − S·σ(M) ;  D = x·S
-
-    The operation order mirrors the eager float ops so that the spikes are identical. The
-    spikes go to ``spk``, or, with ``spk_given`` (the backward's recomputation), come from it
-    (the forward's uint8). ``h`` receives h and, with ``mpiu``, ``sgm`` σ(M); with
-    ``spk_given``, ``tr`` receives I and, with ``mpiu``, ``u`` receives U.
-    """
-    if ciu:
-        if mpiu:
-            if spk_given:
-                _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, True, True, True)
-            else:
-                _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, True, True,
-                                  False)
-        elif spk_given:
-            _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, True, False, True)
-        else:
-            _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, True, False, False)
-    elif mpiu:
-        if spk_given:
-            _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, False, True, True)
-        else:
-            _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, False, True, False)
-    elif spk_given:
-        _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, False, False, True)
-    else:
-        _ilif_charge_loop(x, v, trace, memory, drive, spk, h, u, tr, par, False, False, False)
-    if mpiu:
-        one = par[ONE]
-        zero = par[ZERO]
-        sigmoid_row(memory, sgm, ibuf, one)
+            drive[j] = xj * s
+    if mpiu and not sgm_given:
+        # σ(M) in a loop of its own: the exponential's long dependency chain vectorises and
+        # overlaps better alone than inside the step's loop
         for j in range(x.shape[0]):
-            s = one if spk[j] != 0 else zero
+            sgm[j] = sigmoid(memory[j], one)
+        for j in range(x.shape[0]):
+            s = one if bits[j] != 0 else zero
             v[j] = v[j] - s * sgm[j]
 
 
+@njit(inline="always", error_model="numpy")
+def ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, g_u, g_open, par, ciu, mpiu,
+                  spikes_given, sgm_given):
+    """:func:`_ilif_step_loop` with the runtime flags ``ciu``, ``mpiu`` turned into constants."""
+    if ciu:
+        if mpiu:
+            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, g_u, g_open, par,
+                            True, True, spikes_given, sgm_given)
+        else:
+            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, g_u, g_open, par,
+                            True, False, spikes_given, sgm_given)
+    elif mpiu:
+        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, g_u, g_open, par,
+                        False, True, spikes_given, sgm_given)
+    else:
+        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, g_u, g_open, par,
+                        False, False, spikes_given, sgm_given)
+
+
+@njit(cache=True, error_model="numpy")
+def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu):
+    """The forward ILIF step of a row (:func:`_ilif_step_loop`)."""
+    ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, h, h, par, ciu, mpiu, False,
+                  False)
+
+
+@njit(cache=True, error_model="numpy")
+def ilif_recompute_row(x, v, trace, memory, drive, bits, h, sgm, g_u, g_open, par, ciu, mpiu,
+                       sgm_given):
+    """The ILIF step of a row recomputed in the backward (:func:`_ilif_step_loop`)."""
+    if sgm_given:
+        ilif_step_row(x, v, trace, memory, drive, bits, x, h, sgm, g_u, g_open, par, ciu, mpiu,
+                      True, True)
+    else:
+        ilif_step_row(x, v, trace, memory, drive, bits, x, h, sgm, g_u, g_open, par, ciu, mpiu,
+                      True, False)
+
+
 @njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam, th, k, kap,
+def _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, opt, gsur, lam, th, k, kap,
                        zero, one, keep_reset, keep_inh, ciu, mpiu):
     for j in range(xt.shape[0]):
         s = one if bt[j] != 0 else zero
@@ -273,7 +324,7 @@ def _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam
             g_s += gd[j] * xt[j]
         g_u = g_v
         if mpiu:
-            sg = sgt[j]
+            sg = gxt[j]  # σ(M), overwritten by dL/dx below
             g_s -= g_v * sg
             g_m = gm[j] - keep_inh * g_v * s * sg * (one - sg)
             g_s += kap * g_m * ut[j]
@@ -284,74 +335,96 @@ def _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam
         gxt[j] = g_x + g_h
         gv[j] = lam * g_h
         if ciu:
-            open_clamp = one if trt[j] >= zero else zero
-            g_i = gi[j] - keep_inh * g_h * open_clamp
+            g_i = gi[j] - keep_inh * g_h * opt[j]
             gi[j] = k * g_i
             gd[j] = k * g_i
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def ilif_backward_step(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam, th, k, kap,
-                       zero, one, keep_reset, keep_inh, ciu, mpiu):
-    """The adjoint of :func:`ilif_step_row` for one step (dL/d state_{t−1} from dL/d state_t),
-    one branch-free loop per flag set."""
+def ilif_backward_step(xt, bt, got, gxt, gv, gi, gm, gd, ut, opt, gsur, lam, th, k, kap, zero,
+                       one, keep_reset, keep_inh, ciu, mpiu):
+    """The adjoint of :func:`_ilif_step_loop` for one step (dL/d state_{t−1} from
+    dL/d state_t), one branch-free loop per flag set. With ``mpiu``, ``gxt`` holds σ(M) on entry;
+    it receives dL/dx in every case."""
     if ciu:
         if mpiu:
-            _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam, th, k,
-                               kap, zero, one, keep_reset, keep_inh, True, True)
+            _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, opt, gsur, lam, th, k, kap,
+                               zero, one, keep_reset, keep_inh, True, True)
         else:
-            _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam, th, k,
-                               kap, zero, one, keep_reset, keep_inh, True, False)
+            _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, opt, gsur, lam, th, k, kap,
+                               zero, one, keep_reset, keep_inh, True, False)
     elif mpiu:
-        _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam, th, k,
-                           kap, zero, one, keep_reset, keep_inh, False, True)
+        _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, opt, gsur, lam, th, k, kap, zero,
+                           one, keep_reset, keep_inh, False, True)
     else:
-        _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, sgt, trt, gsur, lam, th, k,
-                           kap, zero, one, keep_reset, keep_inh, False, False)
+        _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, opt, gsur, lam, th, k, kap, zero,
+                           one, keep_reset, keep_inh, False, False)
 
 
 # ------------------------------------------------------------------------------------------ CLIF
-@njit(cache=True, error_model="numpy")
-def clif_step_row(x, v, cmem, spk, h, sh, sc, c_prev, ibuf, par, spk_given):
+@njit(inline="always", error_model="numpy")
+def _clif_step_loop(x, v, cmem, bits, spk, h, g_sh, g_sc, g_cprev, par, spikes_given, sc_given):
     """One CLIF step over a row of neurons, in place on ``v`` and ``cmem`` (SPEC §2)::
 
     H = λ·v + x ;  C' = C·σ(H/τ) ;  h = H − θ ;  S = Θ(h) ;  C = C' + S ;  v = H − S·(θ + σ(C))
 
-    ``h``, ``sh``, ``sc``, ``c_prev`` receive h, σ(H/τ), σ(C) and C before the step; with
-    ``spk_given`` (the backward's recomputation) the spikes come from ``spk``.
+    ``h`` receives h and ``g_sc`` σ(C). The recomputation (``spikes_given``: S from ``bits``)
+    also stores σ(H/τ) and C before the step in ``g_sh``, ``g_cprev``; with ``sc_given`` it reads
+    σ(C) from ``g_sc`` (kept by the forward) instead of computing it.
     """
     lam = par[LAMBDA]
     th = par[THRESHOLD]
     tau = par[TAU]
     zero = par[ZERO]
     one = par[ONE]
-    n = x.shape[0]
-    for j in range(n):
+    for j in range(x.shape[0]):
         hm = lam * v[j] + x[j]
-        v[j] = hm  # H, until the reset below
-        c_prev[j] = hm / tau  # H/τ, until C is stored there below
+        sh = sigmoid(hm / tau, one)
         hh = hm - th
         h[j] = hh
-        if not spk_given:
-            spk[j] = one if hh >= zero else zero
-    sigmoid_row(c_prev, sh, ibuf, one)
-    for j in range(n):
-        s = one if spk[j] != 0 else zero
-        c_prev[j] = cmem[j]
-        cmem[j] = cmem[j] * sh[j] + s
-    sigmoid_row(cmem, sc, ibuf, one)
-    for j in range(n):
-        s = one if spk[j] != 0 else zero
-        v[j] = v[j] - s * (th + sc[j])
+        if spikes_given:
+            s = one if bits[j] != 0 else zero
+        else:
+            s = one if hh >= zero else zero
+            spk[j] = s
+            bits[j] = np.uint8(1) if hh >= zero else np.uint8(0)
+        c_prev = cmem[j]
+        c = c_prev * sh + s
+        cmem[j] = c
+        if sc_given:
+            sc = g_sc[j]
+        else:
+            sc = sigmoid(c, one)
+            g_sc[j] = sc
+        if spikes_given:
+            g_sh[j] = sh
+            g_cprev[j] = c_prev
+        v[j] = hm - s * (th + sc)
+
+
+@njit(cache=True, error_model="numpy")
+def clif_forward_row(x, v, cmem, bits, spk, h, sc, par):
+    """The forward CLIF step of a row (:func:`_clif_step_loop`)."""
+    _clif_step_loop(x, v, cmem, bits, spk, h, h, sc, h, par, False, False)
+
+
+@njit(cache=True, error_model="numpy")
+def clif_recompute_row(x, v, cmem, bits, h, g_sh, g_sc, g_cprev, par, sc_given):
+    """The CLIF step of a row recomputed in the backward (:func:`_clif_step_loop`)."""
+    if sc_given:
+        _clif_step_loop(x, v, cmem, bits, x, h, g_sh, g_sc, g_cprev, par, True, True)
+    else:
+        _clif_step_loop(x, v, cmem, bits, x, h, g_sh, g_sc, g_cprev, par, True, False)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def clif_backward_step(bt, got, gxt, gv, gc, sht, sct, cpt, gsur, lam, th, tau, zero, one,
+def clif_backward_step(bt, got, gxt, gv, gc, sht, cpt, gsur, lam, th, tau, zero, one,
                        keep_reset):
-    """The adjoint of :func:`clif_step_row` for one step."""
+    """The adjoint of :func:`_clif_step_loop` for one step; ``gxt`` holds σ(C) on entry and
+    receives dL/dx."""
     for j in range(bt.shape[0]):
         s = one if bt[j] != 0 else zero
-        s_c = sct[j]
+        s_c = gxt[j]
         s_h = sht[j]
         g_v = gv[j]
         g_s = got[j] - keep_reset * g_v * (th + s_c)
@@ -370,11 +443,13 @@ def clif_backward_step(bt, got, gxt, gv, gc, sht, sct, cpt, gsur, lam, th, tau, 
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def forward(x, state0, out_spikes, out_bits, out_state, par, cfg, stats, c0, c1):
+def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats, c0, c1):
     """Fused forward over the chunks [c0, c1) of ``x[T, N]`` from ``state0[S, N]`` (an empty
     ``state0[S, 0]`` stands for the all-zero state, which is then not read).
 
-    Writes the spikes (input dtype, and uint8 into ``out_bits`` when it has T rows), the final
+    Writes the spikes (input dtype, and uint8 into ``out_bits`` when it has T rows), ILIF's σ(M)
+    or CLIF's σ(C) into ``out_sgm`` when it has T rows (the buffer that the backward turns into
+    dL/dx), the final
     state ``out_state[S, N]`` and, when ``cfg[WANT_STATS]``, per-chunk sums ``stats[chunk, 3, T]``.
     """
     n_steps, n = x.shape
@@ -383,14 +458,16 @@ def forward(x, state0, out_spikes, out_bits, out_state, par, cfg, stats, c0, c1)
     kind = cfg[KIND]
     ciu = cfg[CIU] != 0
     mpiu = cfg[MPIU] != 0
+    ch = cfg[CHUNK_LEN]
     want_bits = out_bits.shape[0] == n_steps
+    want_sgm = out_sgm.shape[0] == n_steps
     want_stats = cfg[WANT_STATS] != 0
-    ws = np.zeros((4, CHUNK), x.dtype)  # working state (v, I|C, M, D); unused rows stay 0
-    buf = np.empty((4, CHUNK), x.dtype)
-    ibuf = int_row(x, CHUNK)
+    ws = np.zeros((4, ch), x.dtype)  # working state (v, I|C, M, D); unused rows stay 0
+    buf = np.empty((3, ch), x.dtype)  # h; g(h) for the statistics; σ(M)
+    no_bits = np.empty(ch, np.uint8)  # the uint8 spikes when the caller wants none
     for c in range(c0, c1):
-        lo = c * CHUNK
-        hi = min(n, lo + CHUNK)
+        lo = c * ch
+        hi = min(n, lo + ch)
         m = hi - lo
         for kk in range(n_state):
             if zero0:
@@ -399,20 +476,16 @@ def forward(x, state0, out_spikes, out_bits, out_state, par, cfg, stats, c0, c1)
                 ws[kk, :m] = state0[kk, lo:hi]
         for t in range(n_steps):
             spk = out_spikes[t, lo:hi]
+            bits = out_bits[t, lo:hi] if want_bits else no_bits[:m]
+            sgm = out_sgm[t, lo:hi] if want_sgm else buf[2, :m]
             if kind == KIND_ILIF:
-                ilif_step_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m], spk,
-                              buf[0, :m], buf[1, :m], buf[2, :m], buf[3, :m], ibuf[:m], par,
-                              ciu, mpiu, False)
+                ilif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m], bits,
+                                 spk, buf[0, :m], sgm, par, ciu, mpiu)
             else:
-                clif_step_row(x[t, lo:hi], ws[0, :m], ws[1, :m], spk, buf[0, :m], buf[1, :m],
-                              buf[2, :m], buf[3, :m], ibuf[:m], par, False)
-            if want_bits:
-                bits = out_bits[t, lo:hi]
-                for j in range(m):
-                    bits[j] = np.uint8(spk[j] != 0)
+                clif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], bits, spk, buf[0, :m], sgm,
+                                 par)
             if want_stats:
-                accumulate_stats(stats[c], t, buf[0, :m], spk, buf[1, :m], buf[2, :m],
-                                 cfg[SURROGATE], par, ibuf[:m])
+                accumulate_stats(stats[c], t, buf[0, :m], spk, buf[1, :m], cfg[SURROGATE], par)
         for kk in range(n_state):
             out_state[kk, lo:hi] = ws[kk, :m]
 
@@ -423,7 +496,8 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
     dL/d(final state) into dL/d(initial state) in place (an empty ``adj[S, 0]`` stands for a zero
     dL/d(final state) when dL/d(initial state) is not wanted).
 
-    Per chunk: recompute the forward (spikes from ``bits``) keeping the per-step values in chunk
+    Per chunk: recompute the forward (spikes from ``bits``; ILIF's σ(M) or CLIF's σ(C) from ``gx``
+    when ``cfg[SGM_KEPT]``, else recomputed into ``gx``) keeping the per-step values in chunk
     scratch, then run the adjoints backwards in time. An empty ``state0[S, 0]`` stands for the
     all-zero initial state.
     """
@@ -434,20 +508,22 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
     kind = cfg[KIND]
     ciu = cfg[CIU] != 0
     mpiu = cfg[MPIU] != 0
+    code = cfg[SURROGATE]
+    ch = cfg[CHUNK_LEN]
     lam = par[LAMBDA]
     th = par[THRESHOLD]
     zero = par[ZERO]
     one = par[ONE]
     keep_reset = zero if cfg[DETACH_RESET] else one
     keep_inh = zero if cfg[DETACH_INHIBITION] else one
-    ws = np.zeros((4, CHUNK), x.dtype)  # working state of the recomputation
-    ga = np.zeros((4, CHUNK), x.dtype)  # adjoints of the state
-    rec = np.empty((4, n_steps, CHUNK), x.dtype)  # recomputed per-step values
-    row = np.empty((2, CHUNK), x.dtype)
-    ibuf = int_row(x, CHUNK)
+    sgm_kept = cfg[SGM_KEPT] != 0
+    ws = np.zeros((4, ch), x.dtype)  # working state of the recomputation
+    ga = np.zeros((4, ch), x.dtype)  # adjoints of the state
+    rec = np.empty((4, n_steps, ch), x.dtype)  # recomputed per-step values, g(h) in row 0
+    h = np.empty(ch, x.dtype)
     for c in range(c0, c1):
-        lo = c * CHUNK
-        hi = min(n, lo + CHUNK)
+        lo = c * ch
+        hi = min(n, lo + ch)
         m = hi - lo
         for kk in range(n_state):
             if zero0:
@@ -458,27 +534,26 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
                 ga[kk, :m] = adj[kk, lo:hi]
             else:
                 ga[kk, :m] = 0
-        gsur = row[0, :m]
         if kind == KIND_ILIF:
             for t in range(n_steps):
-                ilif_step_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m],
-                              bits[t, lo:hi], rec[0, t, :m], rec[1, t, :m], rec[2, t, :m],
-                              rec[3, t, :m], ibuf[:m], par, ciu, mpiu, True)
+                ilif_recompute_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m],
+                                   bits[t, lo:hi], h[:m], gx[t, lo:hi], rec[1, t, :m],
+                                   rec[3, t, :m], par, ciu, mpiu, sgm_kept)
+                surrogate_row(rec[0, t, :m], h[:m], code, par)
             for t in range(n_steps - 1, -1, -1):
-                surrogate_row(gsur, rec[0, t, :m], cfg[SURROGATE], par, row[1, :m], ibuf[:m])
                 ilif_backward_step(x[t, lo:hi], bits[t, lo:hi], gout[t, lo:hi], gx[t, lo:hi],
                                    ga[0, :m], ga[1, :m], ga[2, :m], ga[3, :m], rec[1, t, :m],
-                                   rec[2, t, :m], rec[3, t, :m], gsur, lam, th, par[CIU_GAIN],
+                                   rec[3, t, :m], rec[0, t, :m], lam, th, par[CIU_GAIN],
                                    par[MPIU_GAIN], zero, one, keep_reset, keep_inh, ciu, mpiu)
         else:
             for t in range(n_steps):
-                clif_step_row(x[t, lo:hi], ws[0, :m], ws[1, :m], bits[t, lo:hi], rec[0, t, :m],
-                              rec[1, t, :m], rec[2, t, :m], rec[3, t, :m], ibuf[:m], par, True)
+                clif_recompute_row(x[t, lo:hi], ws[0, :m], ws[1, :m], bits[t, lo:hi], h[:m],
+                                   rec[1, t, :m], gx[t, lo:hi], rec[3, t, :m], par, sgm_kept)
+                surrogate_row(rec[0, t, :m], h[:m], code, par)
             for t in range(n_steps - 1, -1, -1):
-                surrogate_row(gsur, rec[0, t, :m], cfg[SURROGATE], par, row[1, :m], ibuf[:m])
                 clif_backward_step(bits[t, lo:hi], gout[t, lo:hi], gx[t, lo:hi], ga[0, :m],
-                                   ga[1, :m], rec[1, t, :m], rec[2, t, :m], rec[3, t, :m], gsur,
-                                   lam, th, par[TAU], zero, one, keep_reset)
+                                   ga[1, :m], rec[1, t, :m], rec[3, t, :m], rec[0, t, :m], lam,
+                                   th, par[TAU], zero, one, keep_reset)
         if want_adj:
             for kk in range(n_state):
                 adj[kk, lo:hi] = ga[kk, :m]

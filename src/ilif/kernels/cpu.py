@@ -1,12 +1,14 @@
 """The fused multi-step CPU path: one numba pass forward, one BPTT pass backward.
 
 :class:`FusedNeuronFunction` is the autograd function. Its forward runs the whole time loop
-(:func:`ilif.kernels._numba_ops.forward`) and saves, per neuron-step, only the spikes as uint8
+(:func:`ilif.kernels._numba_ops.forward`) and saves, per neuron-step, the spikes as uint8
 (1 byte) beside the input ``x`` that autograd already holds (a contiguous copy is made, and
-saved, only for non-contiguous input). Its backward recomputes the states from ``x`` and the
-initial state chunk by chunk and runs BPTT backwards in time
-(:func:`ilif.kernels._numba_ops.backward`). Gradients flow to the input, to the initial state
-and from the final state, exactly as through the eager loop, so calls can be chained.
+saved, only for non-contiguous input); for ILIF with the MPIU and for CLIF it also writes σ(M)
+resp. σ(C) into the buffer that the backward turns into dL/dx (4 bytes, no extra allocation).
+Its backward recomputes the other states from ``x`` and the initial state chunk by chunk and runs
+BPTT backwards in time (:func:`ilif.kernels._numba_ops.backward`). Gradients flow to the input,
+to the initial state and from the final state, exactly as through the eager loop, so calls can
+be chained; a second backward through a retained graph recomputes σ as well.
 
 Supported: LIF, ILIF (every flag), CLIF; every surrogate, any width; float32 and float64.
 """
@@ -97,7 +99,7 @@ def _config(neuron: Neuron, dtype: torch.dtype, want_stats: bool) -> _Config:
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
 _POOL_LOCK = threading.Lock()
-_BLOCK_CHUNKS = 8  # chunks (of CHUNK neurons) per unit of work handed to a thread
+_BLOCK_CHUNKS = 2  # chunks (of up to CHUNK_MAX neurons) per unit of work handed to a thread
 
 
 def _pool(n_workers: int) -> ThreadPoolExecutor:
@@ -111,14 +113,13 @@ def _pool(n_workers: int) -> ThreadPoolExecutor:
         return _POOL
 
 
-def _run_chunks(kernel, n: int, *args: Any) -> None:
-    """Run ``kernel(*args, c0, c1)`` over all chunks of ``n`` neurons on
+def _run_chunks(kernel, n_chunks: int, *args: Any) -> None:
+    """Run ``kernel(*args, c0, c1)`` over ``n_chunks`` chunks of neurons on
     ``torch.get_num_threads()`` threads (the kernels release the GIL).
 
     The chunks are handed out in blocks of :data:`_BLOCK_CHUNKS` from a shared counter, so a
     thread that the OS descheduled (a shared machine) delays its current block only.
     """
-    n_chunks = (n + _ops().CHUNK - 1) // _ops().CHUNK
     n_blocks = (n_chunks + _BLOCK_CHUNKS - 1) // _BLOCK_CHUNKS
     n_threads = max(1, min(torch.get_num_threads(), n_blocks))
     if n_threads == 1:
@@ -149,8 +150,9 @@ def _np(t: Tensor) -> np.ndarray:
 class FusedNeuronFunction(torch.autograd.Function):
     """``(x[T, N], state0[S, N]) -> (spikes[T, N], final_state[S, N])`` with fused BPTT.
 
-    Saved for backward: the spikes as uint8 (T·N bytes), ``x`` itself (held by autograd anyway)
-    and, unless it is all zero, the initial state (S·N, once per call, not per step).
+    Saved for backward: the spikes as uint8 (T·N bytes), the σ buffer that becomes dL/dx (ILIF
+    with the MPIU, CLIF: T·N values), ``x`` itself (held by autograd anyway) and, unless it is all
+    zero, the initial state (S·N, once per call, not per step).
     """
 
     @staticmethod
@@ -162,19 +164,27 @@ class FusedNeuronFunction(torch.autograd.Function):
         ctx.set_materialize_grads(False)  # an unused final state gets no zero-filled gradient
         spikes = torch.empty_like(x)
         bits = torch.empty((n_steps if needs_grad else 0, n), dtype=torch.uint8)
+        # ILIF's σ(M) (CLIF's σ(C)) is written into the buffer that the backward turns into
+        # dL/dx, so the backward skips those exponentials without any extra allocation
+        has_sigmoid = conf.cfg[ops.KIND] == ops.KIND_CLIF or conf.cfg[ops.MPIU] != 0
+        keep_sgm = needs_grad and has_sigmoid
+        grad_buffer = x.new_empty((n_steps if keep_sgm else 0, n))
         final = x.new_empty((state0.shape[0], n))
         want_stats = bool(conf.cfg[ops.WANT_STATS])
-        n_chunks = (n + ops.CHUNK - 1) // ops.CHUNK
+        cfg = conf.cfg.copy()
+        cfg[ops.CHUNK_LEN] = ops.chunk_len(n_steps, backward=False)
+        n_chunks = -(-n // int(cfg[ops.CHUNK_LEN]))
         stats = np.zeros((n_chunks if want_stats else 0, 3, n_steps), np.float64)
         # an all-zero initial state is passed as an empty array, which the kernel does not read
         state_in = _np(state0)[:, :0] if zero_state else _np(state0)
-        _run_chunks(ops.forward, n, _np(x), state_in, _np(spikes), _np(bits), _np(final),
-                    conf.par, conf.cfg, stats)
+        _run_chunks(ops.forward, n_chunks, _np(x), state_in, _np(spikes), _np(bits),
+                    _np(grad_buffer), _np(final), conf.par, cfg, stats)
         if want_stats:
             stats_out.append(stats.sum(axis=0))
         if needs_grad:
             # an all-zero initial state (the first call after reset) is not kept
-            ctx.save_for_backward(x, bits, *(() if zero_state else (state0,)))
+            ctx.save_for_backward(x, bits, grad_buffer, *(() if zero_state else (state0,)))
+            ctx.grad_buffer_used = not keep_sgm
             ctx.state_shape = (state0.shape[0], n)
             ctx.conf = conf
         return spikes, final
@@ -182,7 +192,7 @@ class FusedNeuronFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes: Tensor | None, grad_final: Tensor | None):  # type: ignore[override]
         ops = _ops()
-        x, bits, *kept = ctx.saved_tensors
+        x, bits, grad_buffer, *kept = ctx.saved_tensors
         # without a kept state the initial state was zero: an empty array says so to the kernel
         state0 = kept[0] if kept else x.new_empty((ctx.state_shape[0], 0))
         grad_spikes = grad_spikes.contiguous() if grad_spikes is not None else torch.zeros_like(x)
@@ -193,9 +203,17 @@ class FusedNeuronFunction(torch.autograd.Function):
             adj = x.new_zeros(ctx.state_shape)
         else:
             adj = x.new_empty((ctx.state_shape[0], 0))  # zero, and no dL/d(state0) wanted
-        grad_x = torch.empty_like(x)
-        _run_chunks(ops.backward, x.shape[1], _np(x), _np(bits), _np(grad_spikes), _np(state0),
-                    _np(adj), _np(grad_x), ctx.conf.par, ctx.conf.cfg)
+        n_steps, n = x.shape
+        cfg = ctx.conf.cfg.copy()
+        cfg[ops.CHUNK_LEN] = ops.chunk_len(n_steps, backward=True)
+        if ctx.grad_buffer_used:  # no σ(M) kept, or a second backward (retain_graph=True)
+            grad_x = torch.empty_like(x)
+        else:  # holds σ(M) from the forward: the kernel reads it and overwrites it with dL/dx
+            grad_x = grad_buffer
+            ctx.grad_buffer_used = True
+            cfg[ops.SGM_KEPT] = 1
+        _run_chunks(ops.backward, -(-n // int(cfg[ops.CHUNK_LEN])), _np(x), _np(bits),
+                    _np(grad_spikes), _np(state0), _np(adj), _np(grad_x), ctx.conf.par, cfg)
         return grad_x, (adj if want_state_grad else None), None, None, None
 
 
