@@ -385,6 +385,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="wall: elapsed time (default); cpu: CPU time of the process (all its "
                         "threads), which other processes on a shared machine disturb less; use "
                         "it with --threads 1 (idle OpenMP threads spin and would count)")
+    p.add_argument("--no-heap-trim", action="store_true",
+                   help="stop glibc from handing freed heap memory back to the OS (mallopt), so "
+                        "that no candidate's time depends on page-faulting its buffers in again "
+                        "after another candidate's frees (glibc only)")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON output (default benchmarks/results/neurons-<device>.json)")
     p.add_argument("--markdown", type=Path, default=None, help="also write the Markdown table")
@@ -414,9 +418,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def keep_freed_heap_memory() -> str:
+    """Raise glibc's trim and mmap thresholds (``mallopt``) so that freed memory stays in the
+    process: a later allocation then reuses it instead of page-faulting fresh pages in. Returns a
+    description for the report."""
+    import ctypes
+    import ctypes.util
+
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(m_mmap_threshold, 256 << 20) and libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError) as exc:
+        return f"default (mallopt unavailable: {exc})"
+    return ("glibc, heap trimming off (M_MMAP_THRESHOLD 256 MiB, M_TRIM_THRESHOLD 1 GiB)" if ok
+            else "default (mallopt refused)")
+
+
 def main(argv: list[str] | None = None) -> int:
     global _CLOCK
     args = parse_args(argv)
+    allocator = keep_freed_heap_memory() if args.no_heap_trim else "default"
     torch.set_num_threads(args.threads)
     _CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     sizes = args.sizes
@@ -436,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_count": os.cpu_count(),
         "threads": args.threads,
         "clock": args.clock,
+        "allocator": allocator,
         "torch": torch.__version__,
         "repeats": args.repeats,
         "warmup": args.warmup,

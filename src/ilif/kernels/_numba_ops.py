@@ -4,7 +4,7 @@ Layout: inputs are ``x[T, N]`` (time first, neurons flattened), states ``state[S
 state variable). The neurons are cut into chunks (``cfg[CHUNK_LEN]`` neurons each, at most
 :data:`CHUNK_MAX`); the drivers run a range of chunks without the GIL (the caller splits the
 chunks over threads). Inside a chunk the time loop is outermost, and each time step is one fused,
-branch-free, vectorisable loop over L1-resident rows (the exponentials of σ are inlined).
+branch-free, vectorisable loop over the chunk's rows (the exponentials of σ are inlined).
 
 Numba specialises on the dtypes only: the neuron kind, its flags, the surrogate code and γ are
 runtime arguments (``cfg`` integer array, ``par`` float array), so a γ sweep never recompiles.
@@ -14,13 +14,13 @@ Floating-point contraction (FMA) is allowed only in the exponential's polynomial
 steps and the statistics (whose float64 sum may also be reassociated); the forward recurrences,
 and their recomputation in the backward, keep the eager rounding, operation by operation.
 
-What the backward gets from the forward: the spikes as uint8 (1 byte per neuron-step) and, for
-ILIF with the MPIU and for CLIF, σ(M) resp. σ(C) of every step, written by the forward into the
-buffer that the backward then overwrites with dL/dx (4 bytes per neuron-step, but no extra
-allocation). The backward recomputes the rest (h and g(h), U, the clamp's slope; CLIF: σ(H/τ) and
-C before the step) chunk by chunk from ``x`` and the initial state. The kernels are compute bound:
-recomputing the exponentials would cost more than moving σ; everything else is cheaper to
-recompute than to store.
+What the backward gets from the forward. ILIF (and LIF): the spikes as uint8 with the clamp's
+slope 1[I ≥ 0] in bit 1, h of every step, and with the MPIU σ(M) of every step, written into
+the buffer that the backward then overwrites with dL/dx; from these the adjoints run without
+recomputing anything (U = (h + θ) − S·θ). CLIF: the spikes and σ(C) (in the dL/dx buffer); its
+backward recomputes h, σ(H/τ) and C chunk by chunk from ``x`` and the initial state. Without the
+kept values (a second backward through a retained graph) the ILIF backward recomputes too. The
+kernels are compute bound: moving these values costs less than recomputing them.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ CHUNK_MAX = 4096  # neurons per chunk, at most (the scratch rows' length)
 
 # cfg: integer configuration of one call
 KIND, CIU, MPIU, DETACH_RESET, DETACH_INHIBITION, SURROGATE, WANT_STATS, CHUNK_LEN = range(8)
-SGM_KEPT = 8  # backward: ``gx`` arrives holding σ(M) (ILIF) or σ(C) (CLIF), kept by the forward
+KEPT = 8  # backward: the forward's kept values are valid (ILIF: h and σ(M) in gx; CLIF: σ(C) in gx)
 CFG_SIZE = 9
 KIND_ILIF, KIND_CLIF = 0, 1  # LIF is ILIF with both units off (SPEC §2)
 RECTANGLE, TRIANGLE, SIGMOID, ATAN = range(4)  # surrogate codes (ilif.surrogate)
@@ -214,20 +214,17 @@ def accumulate_stats(stats_c, t, h, s, g, code, par):
 
 # ----------------------------------------------------------------------------------- ILIF / LIF
 @njit(inline="always", error_model="numpy")
-def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, g_u, g_open, par, ciu, mpiu,
-                    spikes_given, sgm_given):
+def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, recompute):
     """One ILIF step over a row of neurons, in place on the state rows (SPEC §2)::
 
     I = k·(I + D) ;  H = λ·v + x − max(I, 0) ;  h = H − θ ;  S = Θ(h) ;  U = H − S·θ
     M = κ·(M + S·U) ;  v = U − S·σ(M) ;  D = x·S
 
     The operation order mirrors the eager float ops so that the spikes are identical. ``h``
-    receives h and ``sgm`` σ(M). Forward: S goes to ``spk`` (dtype) and ``bits`` (uint8).
-    Recomputation in the backward (``spikes_given``): S comes from ``bits``; ``g_u`` and
-    ``g_open`` receive U (with ``mpiu``) and the clamp's slope 1[I ≥ 0] (with ``ciu``); with
-    ``sgm_given``, σ(M) is read from ``sgm`` (kept by the forward) and M is not recomputed. The
-    flags are compile-time constants at every call, so each flag set gets its own branch-free
-    loop.
+    receives h and ``sgm`` σ(M). The forward writes S to ``spk`` (dtype) and ``bits`` (uint8:
+    bit 0 the spike, bit 1 the clamp's slope 1[I ≥ 0] with ``ciu``); the recomputation in the
+    backward (``recompute``) reads S from ``bits``. The flags are compile-time constants at every
+    call, so each flag set gets its own branch-free loop.
     """
     lam = par[LAMBDA]
     th = par[THRESHOLD]
@@ -241,81 +238,70 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, g_u, g_open, 
         if ciu:
             tr = k * (trace[j] + drive[j])
             trace[j] = tr
-            if spikes_given:
-                g_open[j] = one if tr >= zero else zero
             hm = hm - max(tr, zero)
         hh = hm - th
         h[j] = hh
-        if spikes_given:
-            s = one if bits[j] != 0 else zero
+        if recompute:
+            s = one if (bits[j] & np.uint8(1)) != 0 else zero
         else:
             s = one if hh >= zero else zero
             spk[j] = s
-            bits[j] = np.uint8(1) if hh >= zero else np.uint8(0)
+            bit = np.uint8(1) if hh >= zero else np.uint8(0)
+            if ciu:
+                bit |= np.uint8(2) if tr >= zero else np.uint8(0)
+            bits[j] = bit
         uu = hm - s * th
-        if mpiu:
-            if spikes_given:
-                g_u[j] = uu
-            if sgm_given:
-                uu = uu - s * sgm[j]
-            else:  # v = U − S·σ(M) follows in the two loops below
-                memory[j] = kap * (memory[j] + s * uu)
+        if mpiu:  # v = U − S·σ(M) follows in the two loops below
+            memory[j] = kap * (memory[j] + s * uu)
         v[j] = uu
         if ciu:
             drive[j] = xj * s
-    if mpiu and not sgm_given:
+    if mpiu:
         # σ(M) in a loop of its own: the exponential's long dependency chain vectorises and
         # overlaps better alone than inside the step's loop
         for j in range(x.shape[0]):
             sgm[j] = sigmoid(memory[j], one)
         for j in range(x.shape[0]):
-            s = one if bits[j] != 0 else zero
+            s = one if (bits[j] & np.uint8(1)) != 0 else zero
             v[j] = v[j] - s * sgm[j]
 
 
 @njit(inline="always", error_model="numpy")
-def ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, g_u, g_open, par, ciu, mpiu,
-                  spikes_given, sgm_given):
+def ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, recompute):
     """:func:`_ilif_step_loop` with the runtime flags ``ciu``, ``mpiu`` turned into constants."""
     if ciu:
         if mpiu:
-            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, g_u, g_open, par,
-                            True, True, spikes_given, sgm_given)
+            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True, True,
+                            recompute)
         else:
-            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, g_u, g_open, par,
-                            True, False, spikes_given, sgm_given)
+            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True, False,
+                            recompute)
     elif mpiu:
-        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, g_u, g_open, par,
-                        False, True, spikes_given, sgm_given)
+        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, True,
+                        recompute)
     else:
-        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, g_u, g_open, par,
-                        False, False, spikes_given, sgm_given)
+        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, False,
+                        recompute)
 
 
 @njit(cache=True, error_model="numpy")
 def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu):
     """The forward ILIF step of a row (:func:`_ilif_step_loop`)."""
-    ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, h, h, par, ciu, mpiu, False,
-                  False)
+    ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, False)
 
 
 @njit(cache=True, error_model="numpy")
-def ilif_recompute_row(x, v, trace, memory, drive, bits, h, sgm, g_u, g_open, par, ciu, mpiu,
-                       sgm_given):
+def ilif_recompute_row(x, v, trace, memory, drive, bits, h, sgm, par, ciu, mpiu):
     """The ILIF step of a row recomputed in the backward (:func:`_ilif_step_loop`)."""
-    if sgm_given:
-        ilif_step_row(x, v, trace, memory, drive, bits, x, h, sgm, g_u, g_open, par, ciu, mpiu,
-                      True, True)
-    else:
-        ilif_step_row(x, v, trace, memory, drive, bits, x, h, sgm, g_u, g_open, par, ciu, mpiu,
-                      True, False)
+    ilif_step_row(x, v, trace, memory, drive, bits, x, h, sgm, par, ciu, mpiu, True)
 
 
 @njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, opt, gsur, lam, th, k, kap,
-                       zero, one, keep_reset, keep_inh, ciu, mpiu):
+def _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero, one,
+                       keep_reset, keep_inh, ciu, mpiu):
     for j in range(xt.shape[0]):
-        s = one if bt[j] != 0 else zero
+        b = bt[j]
+        s = one if (b & np.uint8(1)) != 0 else zero
         g_s = got[j]
         g_x = zero
         g_v = gv[j]
@@ -325,9 +311,10 @@ def _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, opt, gsur, lam, th,
         g_u = g_v
         if mpiu:
             sg = gxt[j]  # σ(M), overwritten by dL/dx below
+            uu = (ht[j] + th) - s * th  # U = H − S·θ with H = h + θ
             g_s -= g_v * sg
             g_m = gm[j] - keep_inh * g_v * s * sg * (one - sg)
-            g_s += kap * g_m * ut[j]
+            g_s += kap * g_m * uu
             g_u += kap * g_m * s
             gm[j] = kap * g_m
         g_s -= keep_reset * g_u * th
@@ -335,30 +322,32 @@ def _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, opt, gsur, lam, th,
         gxt[j] = g_x + g_h
         gv[j] = lam * g_h
         if ciu:
-            g_i = gi[j] - keep_inh * g_h * opt[j]
+            slope = one if (b & np.uint8(2)) != 0 else zero
+            g_i = gi[j] - keep_inh * g_h * slope
             gi[j] = k * g_i
             gd[j] = k * g_i
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def ilif_backward_step(xt, bt, got, gxt, gv, gi, gm, gd, ut, opt, gsur, lam, th, k, kap, zero,
-                       one, keep_reset, keep_inh, ciu, mpiu):
+def ilif_backward_step(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero, one,
+                       keep_reset, keep_inh, ciu, mpiu):
     """The adjoint of :func:`_ilif_step_loop` for one step (dL/d state_{t−1} from
-    dL/d state_t), one branch-free loop per flag set. With ``mpiu``, ``gxt`` holds σ(M) on entry;
+    dL/d state_t), one branch-free loop per flag set, from the step's h (``ht``), g(h)
+    (``gsur``) and uint8 spikes and slopes (``bt``). With ``mpiu``, ``gxt`` holds σ(M) on entry;
     it receives dL/dx in every case."""
     if ciu:
         if mpiu:
-            _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, opt, gsur, lam, th, k, kap,
-                               zero, one, keep_reset, keep_inh, True, True)
+            _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero,
+                               one, keep_reset, keep_inh, True, True)
         else:
-            _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, opt, gsur, lam, th, k, kap,
-                               zero, one, keep_reset, keep_inh, True, False)
+            _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero,
+                               one, keep_reset, keep_inh, True, False)
     elif mpiu:
-        _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, opt, gsur, lam, th, k, kap, zero,
-                           one, keep_reset, keep_inh, False, True)
+        _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero, one,
+                           keep_reset, keep_inh, False, True)
     else:
-        _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ut, opt, gsur, lam, th, k, kap, zero,
-                           one, keep_reset, keep_inh, False, False)
+        _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero, one,
+                           keep_reset, keep_inh, False, False)
 
 
 # ------------------------------------------------------------------------------------------ CLIF
@@ -383,7 +372,7 @@ def _clif_step_loop(x, v, cmem, bits, spk, h, g_sh, g_sc, g_cprev, par, spikes_g
         hh = hm - th
         h[j] = hh
         if spikes_given:
-            s = one if bits[j] != 0 else zero
+            s = one if (bits[j] & np.uint8(1)) != 0 else zero
         else:
             s = one if hh >= zero else zero
             spk[j] = s
@@ -443,14 +432,14 @@ def clif_backward_step(bt, got, gxt, gv, gc, sht, cpt, gsur, lam, th, tau, zero,
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats, c0, c1):
+def forward(x, state0, out_spikes, out_bits, out_sgm, out_h, out_state, par, cfg, stats, c0, c1):
     """Fused forward over the chunks [c0, c1) of ``x[T, N]`` from ``state0[S, N]`` (an empty
     ``state0[S, 0]`` stands for the all-zero state, which is then not read).
 
     Writes the spikes (input dtype, and uint8 into ``out_bits`` when it has T rows), ILIF's σ(M)
     or CLIF's σ(C) into ``out_sgm`` when it has T rows (the buffer that the backward turns into
-    dL/dx), the final
-    state ``out_state[S, N]`` and, when ``cfg[WANT_STATS]``, per-chunk sums ``stats[chunk, 3, T]``.
+    dL/dx), ILIF's h into ``out_h`` when it has T rows, the final state ``out_state[S, N]`` and,
+    when ``cfg[WANT_STATS]``, per-chunk sums ``stats[chunk, 3, T]``.
     """
     n_steps, n = x.shape
     n_state = out_state.shape[0]
@@ -461,9 +450,10 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats
     ch = cfg[CHUNK_LEN]
     want_bits = out_bits.shape[0] == n_steps
     want_sgm = out_sgm.shape[0] == n_steps
+    want_h = out_h.shape[0] == n_steps
     want_stats = cfg[WANT_STATS] != 0
     ws = np.zeros((4, ch), x.dtype)  # working state (v, I|C, M, D); unused rows stay 0
-    buf = np.empty((3, ch), x.dtype)  # h; g(h) for the statistics; σ(M)
+    buf = np.empty((3, ch), x.dtype)  # h when not kept; g(h) for the statistics; σ
     no_bits = np.empty(ch, np.uint8)  # the uint8 spikes when the caller wants none
     for c in range(c0, c1):
         lo = c * ch
@@ -478,28 +468,29 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats
             spk = out_spikes[t, lo:hi]
             bits = out_bits[t, lo:hi] if want_bits else no_bits[:m]
             sgm = out_sgm[t, lo:hi] if want_sgm else buf[2, :m]
+            h = out_h[t, lo:hi] if want_h else buf[0, :m]
             if kind == KIND_ILIF:
                 ilif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m], bits,
-                                 spk, buf[0, :m], sgm, par, ciu, mpiu)
+                                 spk, h, sgm, par, ciu, mpiu)
             else:
-                clif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], bits, spk, buf[0, :m], sgm,
-                                 par)
+                clif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], bits, spk, h, sgm, par)
             if want_stats:
-                accumulate_stats(stats[c], t, buf[0, :m], spk, buf[1, :m], cfg[SURROGATE], par)
+                accumulate_stats(stats[c], t, h, spk, buf[1, :m], cfg[SURROGATE], par)
         for kk in range(n_state):
             out_state[kk, lo:hi] = ws[kk, :m]
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
+def backward(x, bits, kept_h, gout, state0, adj, gx, par, cfg, c0, c1):
     """Fused BPTT of :func:`forward`: writes ``gx[T, N]`` = dL/dx and turns ``adj[S, N]`` from
     dL/d(final state) into dL/d(initial state) in place (an empty ``adj[S, 0]`` stands for a zero
     dL/d(final state) when dL/d(initial state) is not wanted).
 
-    Per chunk: recompute the forward (spikes from ``bits``; ILIF's σ(M) or CLIF's σ(C) from ``gx``
-    when ``cfg[SGM_KEPT]``, else recomputed into ``gx``) keeping the per-step values in chunk
-    scratch, then run the adjoints backwards in time. An empty ``state0[S, 0]`` stands for the
-    all-zero initial state.
+    With ``cfg[KEPT]`` the forward's kept values are used: ILIF's h from ``kept_h`` and σ(M) from
+    ``gx``, CLIF's σ(C) from ``gx``; the ILIF adjoints then need no recomputation at all.
+    Otherwise (and always for CLIF's other values) the forward is recomputed chunk by chunk from
+    ``x``, the initial state (an empty ``state0[S, 0]`` stands for the all-zero state) and the
+    spikes in ``bits``, into chunk scratch, σ into ``gx``. Then the adjoints run backwards in time.
     """
     n_steps, n = x.shape
     n_state = adj.shape[0]
@@ -510,45 +501,50 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
     mpiu = cfg[MPIU] != 0
     code = cfg[SURROGATE]
     ch = cfg[CHUNK_LEN]
+    kept = cfg[KEPT] != 0
     lam = par[LAMBDA]
     th = par[THRESHOLD]
     zero = par[ZERO]
     one = par[ONE]
     keep_reset = zero if cfg[DETACH_RESET] else one
     keep_inh = zero if cfg[DETACH_INHIBITION] else one
-    sgm_kept = cfg[SGM_KEPT] != 0
     ws = np.zeros((4, ch), x.dtype)  # working state of the recomputation
     ga = np.zeros((4, ch), x.dtype)  # adjoints of the state
-    rec = np.empty((4, n_steps, ch), x.dtype)  # recomputed per-step values, g(h) in row 0
+    rec = np.empty((4, n_steps, ch), x.dtype)  # recomputed per-step values
     h = np.empty(ch, x.dtype)
+    gsur = np.empty(ch, x.dtype)
     for c in range(c0, c1):
         lo = c * ch
         hi = min(n, lo + ch)
         m = hi - lo
+        recompute = kind != KIND_ILIF or not kept
         for kk in range(n_state):
-            if zero0:
-                ws[kk, :m] = 0
-            else:
-                ws[kk, :m] = state0[kk, lo:hi]
+            if recompute:
+                if zero0:
+                    ws[kk, :m] = 0
+                else:
+                    ws[kk, :m] = state0[kk, lo:hi]
             if want_adj:
                 ga[kk, :m] = adj[kk, lo:hi]
             else:
                 ga[kk, :m] = 0
         if kind == KIND_ILIF:
-            for t in range(n_steps):
-                ilif_recompute_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m],
-                                   bits[t, lo:hi], h[:m], gx[t, lo:hi], rec[1, t, :m],
-                                   rec[3, t, :m], par, ciu, mpiu, sgm_kept)
-                surrogate_row(rec[0, t, :m], h[:m], code, par)
+            if recompute:
+                for t in range(n_steps):
+                    ilif_recompute_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m],
+                                       bits[t, lo:hi], rec[0, t, :m], gx[t, lo:hi], par, ciu,
+                                       mpiu)
             for t in range(n_steps - 1, -1, -1):
+                ht = kept_h[t, lo:hi] if kept else rec[0, t, :m]
+                surrogate_row(gsur[:m], ht, code, par)
                 ilif_backward_step(x[t, lo:hi], bits[t, lo:hi], gout[t, lo:hi], gx[t, lo:hi],
-                                   ga[0, :m], ga[1, :m], ga[2, :m], ga[3, :m], rec[1, t, :m],
-                                   rec[3, t, :m], rec[0, t, :m], lam, th, par[CIU_GAIN],
-                                   par[MPIU_GAIN], zero, one, keep_reset, keep_inh, ciu, mpiu)
+                                   ga[0, :m], ga[1, :m], ga[2, :m], ga[3, :m], ht, gsur[:m], lam,
+                                   th, par[CIU_GAIN], par[MPIU_GAIN], zero, one, keep_reset,
+                                   keep_inh, ciu, mpiu)
         else:
             for t in range(n_steps):
                 clif_recompute_row(x[t, lo:hi], ws[0, :m], ws[1, :m], bits[t, lo:hi], h[:m],
-                                   rec[1, t, :m], gx[t, lo:hi], rec[3, t, :m], par, sgm_kept)
+                                   rec[1, t, :m], gx[t, lo:hi], rec[3, t, :m], par, kept)
                 surrogate_row(rec[0, t, :m], h[:m], code, par)
             for t in range(n_steps - 1, -1, -1):
                 clif_backward_step(bits[t, lo:hi], gout[t, lo:hi], gx[t, lo:hi], ga[0, :m],
