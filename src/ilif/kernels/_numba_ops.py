@@ -148,35 +148,33 @@ def sigmoid(z, one):
 
 
 @njit(inline="always", error_model="numpy")
-def _surrogate_loop(out, h, par, code):
-    n = h.shape[0]
-    w = par[WIDTH]
+def _surrogate(hj, par, code):
+    """g(h) for the surrogate ``code`` (0 rectangle, 1 triangle, 2 sigmoid, 3 atan) of width
+    γ = ``par[WIDTH]`` (SPEC §3); ``code`` is a constant at every call, so the branches fold."""
     zero = par[ZERO]
     one = par[ONE]
-    inv = one / w
+    inv = one / par[WIDTH]
     if code == RECTANGLE:
-        half = par[HALF_WIDTH]
-        for j in range(n):
-            out[j] = inv if abs(h[j]) < half else zero
-    elif code == TRIANGLE:
-        for j in range(n):
-            out[j] = max(zero, one - abs(h[j]) * inv) * inv
-    elif code == SIGMOID:
+        return inv if abs(hj) < par[HALF_WIDTH] else zero
+    if code == TRIANGLE:
+        return max(zero, one - abs(hj) * inv) * inv
+    if code == SIGMOID:
         four_inv = (one + one + one + one) * inv
-        for j in range(n):
-            sg = sigmoid(four_inv * h[j], one)
-            out[j] = four_inv * sg * (one - sg)
-    else:
-        c = par[PI_OVER_WIDTH]
-        for j in range(n):
-            q = c * h[j]
-            out[j] = inv / (one + q * q)
+        sg = sigmoid(four_inv * hj, one)
+        return four_inv * sg * (one - sg)
+    q = par[PI_OVER_WIDTH] * hj
+    return inv / (one + q * q)
+
+
+@njit(inline="always", error_model="numpy")
+def _surrogate_loop(out, h, par, code):
+    for j in range(h.shape[0]):
+        out[j] = _surrogate(h[j], par, code)
 
 
 @njit(cache=True, error_model="numpy")
 def surrogate_row(out, h, code, par):
-    """out[j] = g(h[j]) for the surrogate ``code`` (0 rectangle, 1 triangle, 2 sigmoid, 3 atan)
-    of width γ = ``par[WIDTH]`` (SPEC §3)."""
+    """out[j] = g(h[j]) for the surrogate ``code`` (:func:`_surrogate`)."""
     if code == RECTANGLE:
         _surrogate_loop(out, h, par, RECTANGLE)
     elif code == TRIANGLE:
@@ -187,24 +185,36 @@ def surrogate_row(out, h, code, par):
         _surrogate_loop(out, h, par, ATAN)
 
 
-@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
-def accumulate_stats(stats_c, t, h, s, g, code, par):
-    """Per-step sums of one chunk: spikes, gradient-open steps (|h| < γ/2), and g(h).
-
-    The counts are integers; the float64 sum of g may be reassociated (so that it vectorises).
-    """
-    surrogate_row(g, h, code, par)
+@njit(inline="always", error_model="numpy", fastmath={"reassoc", "contract"})
+def _stats_loop(stats_c, t, h, s, par, code):
     half = par[HALF_WIDTH]
     n_spk = 0
     n_open = 0
     g_sum = 0.0
     for j in range(h.shape[0]):
+        hj = h[j]
         n_spk += 1 if s[j] != 0 else 0
-        n_open += 1 if abs(h[j]) < half else 0
-        g_sum += np.float64(g[j])
+        n_open += 1 if abs(hj) < half else 0
+        g_sum += np.float64(_surrogate(hj, par, code))
     stats_c[STAT_SPIKES, t] = n_spk
     stats_c[STAT_OPEN, t] = n_open
     stats_c[STAT_SURROGATE, t] = g_sum
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def accumulate_stats(stats_c, t, h, s, code, par):
+    """Per-step sums of one chunk in one pass: spikes, gradient-open steps (|h| < γ/2), and g(h).
+
+    The counts are integers; the float64 sum of g may be reassociated (so that it vectorises).
+    """
+    if code == RECTANGLE:
+        _stats_loop(stats_c, t, h, s, par, RECTANGLE)
+    elif code == TRIANGLE:
+        _stats_loop(stats_c, t, h, s, par, TRIANGLE)
+    elif code == SIGMOID:
+        _stats_loop(stats_c, t, h, s, par, SIGMOID)
+    else:
+        _stats_loop(stats_c, t, h, s, par, ATAN)
 
 
 # The loops below take one 1-D C-contiguous row per quantity (``x[t, lo:hi]``, ``state[k, lo:hi]``,
@@ -453,7 +463,7 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_h, out_state, par, cfg
     want_h = out_h.shape[0] == n_steps
     want_stats = cfg[WANT_STATS] != 0
     ws = np.zeros((4, ch), x.dtype)  # working state (v, I|C, M, D); unused rows stay 0
-    buf = np.empty((3, ch), x.dtype)  # h when not kept; g(h) for the statistics; σ
+    buf = np.empty((2, ch), x.dtype)  # h and σ when not kept
     no_bits = np.empty(ch, np.uint8)  # the uint8 spikes when the caller wants none
     for c in range(c0, c1):
         lo = c * ch
@@ -467,7 +477,7 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_h, out_state, par, cfg
         for t in range(n_steps):
             spk = out_spikes[t, lo:hi]
             bits = out_bits[t, lo:hi] if want_bits else no_bits[:m]
-            sgm = out_sgm[t, lo:hi] if want_sgm else buf[2, :m]
+            sgm = out_sgm[t, lo:hi] if want_sgm else buf[1, :m]
             h = out_h[t, lo:hi] if want_h else buf[0, :m]
             if kind == KIND_ILIF:
                 ilif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m], bits,
@@ -475,7 +485,7 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_h, out_state, par, cfg
             else:
                 clif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], bits, spk, h, sgm, par)
             if want_stats:
-                accumulate_stats(stats[c], t, h, spk, buf[1, :m], cfg[SURROGATE], par)
+                accumulate_stats(stats[c], t, h, spk, cfg[SURROGATE], par)
         for kk in range(n_state):
             out_state[kk, lo:hi] = ws[kk, :m]
 
