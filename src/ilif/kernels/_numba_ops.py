@@ -520,14 +520,14 @@ def backward(x, bits, kept_h, gout, state0, adj, gx, par, cfg, c0, c1):
     keep_inh = zero if cfg[DETACH_INHIBITION] else one
     ws = np.zeros((4, ch), x.dtype)  # working state of the recomputation
     ga = np.zeros((4, ch), x.dtype)  # adjoints of the state
-    rec = np.empty((4, n_steps, ch), x.dtype)  # recomputed per-step values
+    recompute = kind != KIND_ILIF or not kept
+    rec = np.empty((4, n_steps if recompute else 0, ch), x.dtype)  # recomputed per-step values
     h = np.empty(ch, x.dtype)
     gsur = np.empty(ch, x.dtype)
     for c in range(c0, c1):
         lo = c * ch
         hi = min(n, lo + ch)
         m = hi - lo
-        recompute = kind != KIND_ILIF or not kept
         for kk in range(n_state):
             if recompute:
                 if zero0:
