@@ -193,7 +193,7 @@ class BufferPool:
         still in it when ``owner`` (an autograd context) is freed, e.g. after a forward that no
         backward followed, comes back to the pool then."""
         holder = [buffer]
-        weakref.finalize(owner, self._give_rest, holder)
+        weakref.finalize(owner, self._give_rest, holder).atexit = False
         return holder
 
     def _give_rest(self, holder: list[Tensor]) -> None:
