@@ -399,3 +399,21 @@ def test_benchmark_quick_run_writes_json(tmp_path: Path) -> None:
     assert rows[("ilif LIF", "cpu")]["saved_bytes_per_neuron_step"] == 5.0
     assert rows[("ilif ILIF", "torch")]["saved_bytes_per_neuron_step"] > 9
     assert "ilif ILIF" in md.read_text()
+
+
+def test_kernel_profile_writes_json(tmp_path: Path) -> None:
+    """The profiling script behind docs/performance.md runs and reports every variant."""
+    out = tmp_path / "profile.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "kernel_profile.py"), "--only", "rows",
+           "--only", "backward", "--rounds", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    rows = report["rows"]["ns_per_neuron"]
+    assert len(rows) == 10 and all(v > 0 for v in rows.values())
+    assert set(report["backward"]["ms"]) == {"ilif", "lif"}
+    for times in report["backward"]["ms"].values():
+        assert set(times) == {"forward", "backward from the kept values",
+                              "backward recomputing the forward"}
+        assert all(v > 0 for v in times.values())
+    assert "threads" not in report

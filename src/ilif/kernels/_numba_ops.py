@@ -224,6 +224,18 @@ def accumulate_stats(stats_c, t, h, s, code, par):
 
 # ----------------------------------------------------------------------------------- ILIF / LIF
 @njit(inline="always", error_model="numpy")
+def _spike(j, hh, bits, spk, given, one, zero):
+    """S = Θ(h) of neuron ``j``: read from bit 0 of ``bits`` when ``given`` (the backward's
+    recomputation), else decided here and written to ``spk`` (dtype) and ``bits`` (uint8)."""
+    if given:
+        return one if (bits[j] & np.uint8(1)) != 0 else zero
+    s = one if hh >= zero else zero
+    spk[j] = s
+    bits[j] = np.uint8(1) if hh >= zero else np.uint8(0)
+    return s
+
+
+@njit(inline="always", error_model="numpy")
 def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, recompute):
     """One ILIF step over a row of neurons, in place on the state rows (SPEC §2)::
 
@@ -251,15 +263,9 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
             hm = hm - max(tr, zero)
         hh = hm - th
         h[j] = hh
-        if recompute:
-            s = one if (bits[j] & np.uint8(1)) != 0 else zero
-        else:
-            s = one if hh >= zero else zero
-            spk[j] = s
-            bit = np.uint8(1) if hh >= zero else np.uint8(0)
-            if ciu:
-                bit |= np.uint8(2) if tr >= zero else np.uint8(0)
-            bits[j] = bit
+        s = _spike(j, hh, bits, spk, recompute, one, zero)
+        if ciu and not recompute:
+            bits[j] |= np.uint8(2) if tr >= zero else np.uint8(0)
         uu = hm - s * th
         if mpiu:  # v = U − S·σ(M) follows in the two loops below
             memory[j] = kap * (memory[j] + s * uu)
@@ -381,12 +387,7 @@ def _clif_step_loop(x, v, cmem, bits, spk, h, g_sh, g_sc, g_cprev, par, spikes_g
         sh = sigmoid(hm / tau, one)
         hh = hm - th
         h[j] = hh
-        if spikes_given:
-            s = one if (bits[j] & np.uint8(1)) != 0 else zero
-        else:
-            s = one if hh >= zero else zero
-            spk[j] = s
-            bits[j] = np.uint8(1) if hh >= zero else np.uint8(0)
+        s = _spike(j, hh, bits, spk, spikes_given, one, zero)
         c_prev = cmem[j]
         c = c_prev * sh + s
         cmem[j] = c

@@ -98,21 +98,21 @@ def _config(neuron: Neuron, dtype: torch.dtype, want_stats: bool) -> _Config:
     return _Config(cfg, par)
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_SIZE = 0
-_POOL_LOCK = threading.Lock()
+_EXECUTOR: ThreadPoolExecutor | None = None
+_EXECUTOR_SIZE = 0
+_EXECUTOR_LOCK = threading.Lock()
 _BLOCK_CHUNKS = 2  # chunks (of up to CHUNK_MAX neurons) per unit of work handed to a thread
 
 
-def _pool(n_workers: int) -> ThreadPoolExecutor:
-    global _POOL, _POOL_SIZE
-    with _POOL_LOCK:
-        if _POOL is None or _POOL_SIZE < n_workers:
-            if _POOL is not None:
-                _POOL.shutdown(wait=False)
-            _POOL = ThreadPoolExecutor(n_workers, thread_name_prefix="ilif-cpu")
-            _POOL_SIZE = n_workers
-        return _POOL
+def _executor(n_workers: int) -> ThreadPoolExecutor:
+    global _EXECUTOR, _EXECUTOR_SIZE
+    with _EXECUTOR_LOCK:
+        if _EXECUTOR is None or _EXECUTOR_SIZE < n_workers:
+            if _EXECUTOR is not None:
+                _EXECUTOR.shutdown(wait=False)
+            _EXECUTOR = ThreadPoolExecutor(n_workers, thread_name_prefix="ilif-cpu")
+            _EXECUTOR_SIZE = n_workers
+        return _EXECUTOR
 
 
 def _run_chunks(kernel, n_chunks: int, *args: Any) -> None:
@@ -139,7 +139,7 @@ def _run_chunks(kernel, n_chunks: int, *args: Any) -> None:
             c0 = block * _BLOCK_CHUNKS
             kernel(*args, c0, min(n_chunks, c0 + _BLOCK_CHUNKS))
 
-    futures = [_pool(n_threads - 1).submit(worker) for _ in range(n_threads - 1)]
+    futures = [_executor(n_threads - 1).submit(worker) for _ in range(n_threads - 1)]
     worker()
     for f in futures:
         f.result()
@@ -193,10 +193,11 @@ class BufferPool:
         still in it when ``owner`` (an autograd context) is freed, e.g. after a forward that no
         backward followed, comes back to the pool then."""
         holder = [buffer]
-        weakref.finalize(owner, self._give_rest, holder).atexit = False
+        weakref.finalize(owner, self.release, holder).atexit = False
         return holder
 
-    def _give_rest(self, holder: list[Tensor]) -> None:
+    def release(self, holder: list[Tensor]) -> None:
+        """Give back what ``holder`` still holds (nothing when it was released before)."""
         while holder:
             self.give(holder.pop())
 
@@ -280,7 +281,7 @@ class FusedNeuronFunction(torch.autograd.Function):
                     _np(kept_h), _np(grad_spikes), _np(state0), _np(adj), _np(grad_x),
                     ctx.conf.par, cfg)
         if use_kept and kept_h.shape[0]:
-            H_BUFFERS.give(ctx.h_holder.pop())
+            H_BUFFERS.release(ctx.h_holder)
         return grad_x, (adj if want_state_grad else None), None, None, None
 
 

@@ -213,6 +213,17 @@ def _neuron_backward_raw(
     return gx, gv, ga, gb, gd
 
 
+def _load_params_raw(param_ptr):
+    """The neuron's parameters: λ, θ, k, κ, τ and the surrogate width γ."""
+    decay = tl.load(param_ptr)
+    thr = tl.load(param_ptr + 1)
+    k = tl.load(param_ptr + 2)
+    kappa = tl.load(param_ptr + 3)
+    tau = tl.load(param_ptr + 4)
+    gamma = tl.load(param_ptr + 5)
+    return decay, thr, k, kappa, tau, gamma
+
+
 def _load_state_raw(ptr, offs, mask, row, N_STATE: tl.constexpr, like):
     """The up-to-four state rows (``row`` elements apart) of a ``[N_STATE, N]`` buffer; absent
     rows are zero."""
@@ -277,12 +288,7 @@ def _forward_kernel_raw(
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    decay = tl.load(param_ptr)
-    thr = tl.load(param_ptr + 1)
-    k = tl.load(param_ptr + 2)
-    kappa = tl.load(param_ptr + 3)
-    tau = tl.load(param_ptr + 4)
-    gamma = tl.load(param_ptr + 5)
+    decay, thr, k, kappa, tau, gamma = _load_params(param_ptr)
     like = tl.full([BLOCK], 0.0, decay.dtype)
     row = N.to(tl.int64)
     v, a, b, d = _load_state(state_ptr, offs, mask, row, N_STATE, like)
@@ -321,12 +327,7 @@ def _backward_kernel_raw(
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    decay = tl.load(param_ptr)
-    thr = tl.load(param_ptr + 1)
-    k = tl.load(param_ptr + 2)
-    kappa = tl.load(param_ptr + 3)
-    tau = tl.load(param_ptr + 4)
-    gamma = tl.load(param_ptr + 5)
+    decay, thr, k, kappa, tau, gamma = _load_params(param_ptr)
     like = tl.full([BLOCK], 0.0, decay.dtype)
     row = N.to(tl.int64)
     slot = N_STATE * row
@@ -414,6 +415,7 @@ _HELPERS = {
     "_surrogate_grad": _surrogate_grad_raw,
     "_neuron_step": _neuron_step_raw,
     "_neuron_backward": _neuron_backward_raw,
+    "_load_params": _load_params_raw,
     "_load_state": _load_state_raw,
     "_store_state": _store_state_raw,
 }
@@ -424,6 +426,7 @@ _column_sum: Any = None
 _surrogate_grad: Any = None
 _neuron_step: Any = None
 _neuron_backward: Any = None
+_load_params: Any = None
 _load_state: Any = None
 _store_state: Any = None
 _forward_step: Any = None

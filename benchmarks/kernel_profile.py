@@ -1,0 +1,361 @@
+"""Where the fused CPU kernels spend their time: the measurements behind docs/performance.md.
+
+    python benchmarks/kernel_profile.py                  # every section
+    python benchmarks/kernel_profile.py --only rows      # one section (repeatable)
+
+Sections (each interleaves the variants it compares, so that a load change on a shared machine
+hits all of them alike, and reports medians):
+
+- ``threads``: does a second thread add vector throughput? A vectorised multiply-add loop and a
+  scalar latency-bound loop, once on one thread, then twice the work on two threads.
+- ``rows``: nanoseconds per neuron for one step over 1024 L1-resident neurons: the ILIF forward
+  step per flag set (CIU, MPIU), the surrogate g(h) per shape, the ILIF adjoint.
+- ``chunks``: the forward and backward kernels on the main size [6, 32·64·16·16], 1 thread, CPU
+  time, per chunk length.
+- ``backward``: the ILIF backward kernel on the main size from the kept values (h, σ(M)) against
+  recomputing the forward, 1 thread, CPU time.
+- ``order``: the fused ILIF forward+backward (2 threads, wall clock) right after another fused
+  run and right after a SpikingJelly LIFNode run, with the minor page faults per call of both.
+- ``compile``: a cold compile of the kernels (ILIF and CLIF, float32 and float64) with an empty
+  numba cache, in a fresh process.
+- ``torch_compile``: for comparison, what ``torch.compile`` of the eager ILIF loop (as in
+  benchmarks/neurons.py) costs on its first call, on a new γ and on a new batch size (2 threads,
+  input [6, 8, 64, 16, 16]): each is a new graph.
+
+Results are printed and written as JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+try:
+    import ilif  # noqa: F401
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from numba import njit
+
+from ilif.files import write_json
+from ilif.kernels import _numba_ops as ops
+from ilif.kernels import cpu
+from ilif.neurons import ILIF, LIF
+
+SECTIONS = ("threads", "rows", "chunks", "backward", "order", "compile", "torch_compile")
+MAIN = (6, 32 * 64 * 16 * 16)
+ROW = 1024
+
+
+def _median_ms(times: list[float]) -> float:
+    return 1e3 * statistics.median(times)
+
+
+def _interleaved(variants: dict[str, Callable[[], Any]], rounds: int,
+                 clock: Callable[[], float] = time.process_time) -> dict[str, float]:
+    """Median time (ms) of each variant, run in turn ``rounds`` times after one warm-up each."""
+    for fn in variants.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(rounds):
+        for key, fn in variants.items():
+            t0 = clock()
+            fn()
+            times[key].append(clock() - t0)
+    return {k: _median_ms(v) for k, v in times.items()}
+
+
+def _main_input(steps: int, n: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn((steps, n), generator=gen) * 1.5 + 0.3  # as benchmarks/neurons.py
+
+
+# ------------------------------------------------------------------------------------- threads
+@njit(nogil=True, fastmath=True)
+def _vector_work(a, passes):
+    for _ in range(passes):
+        for j in range(a.shape[0]):
+            a[j] = a[j] * np.float32(0.999) + np.float32(0.001)
+
+
+@njit(nogil=True)
+def _scalar_work(n):
+    s = 0.0
+    for _ in range(n):
+        s = s * 0.9999 + 1.0
+    return s
+
+
+def section_threads(args: argparse.Namespace) -> dict[str, Any]:
+    bufs = np.ones(ROW, np.float32), np.ones(ROW, np.float32)
+    cases = {"vector": lambda buf: _vector_work(buf, 2_000_000),
+             "scalar": lambda buf: _scalar_work(10**8)}
+    out = {}
+    for name, work in cases.items():
+        def two(work=work) -> None:
+            other = threading.Thread(target=work, args=(bufs[1],))
+            other.start()
+            work(bufs[0])
+            other.join()
+
+        res = _interleaved({"1 thread": lambda work=work: work(bufs[0]),
+                            "2 threads, twice the work": two}, 3, time.perf_counter)
+        out[name] = {**res, "ratio": res["2 threads, twice the work"] / res["1 thread"]}
+        print(f"{name} loop: 1 thread {res['1 thread']:.0f} ms, twice the work on 2 threads "
+              f"{res['2 threads, twice the work']:.0f} ms (ratio {out[name]['ratio']:.2f}; "
+              "1.0 = the second thread doubles the throughput)")
+    return out
+
+
+# ---------------------------------------------------------------------------------------- rows
+@njit
+def _repeat_forward_row(k, r, bits, par, ciu, mpiu):
+    for _ in range(k):
+        ops.ilif_forward_row(r[0], r[1], r[2], r[3], r[4], bits, r[5], r[6], r[7], par, ciu, mpiu)
+
+
+@njit
+def _repeat_surrogate(k, r, par, code):
+    for _ in range(k):
+        ops.surrogate_row(r[8], r[6], code, par)
+
+
+@njit
+def _repeat_adjoint(k, r, bits, par, ciu, mpiu):
+    one = par[ops.ONE]
+    for _ in range(k):
+        ops.ilif_backward_step(r[0], bits, r[9], r[10], r[11], r[12], r[13], r[14], r[6], r[8],
+                               par[ops.LAMBDA], par[ops.THRESHOLD], par[ops.CIU_GAIN],
+                               par[ops.MPIU_GAIN], par[ops.ZERO], one, one, one, ciu, mpiu)
+
+
+def section_rows(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    par = cpu._config(ILIF(), torch.float32, False).par
+    rng = np.random.default_rng(0)
+    rows = (rng.standard_normal((15, ROW)) * 1.5 + 0.3).astype(np.float32)
+    bits = (rng.random(ROW) < 0.3).astype(np.uint8)
+    k = 4000
+    variants: dict[str, Callable[[], Any]] = {}
+    for ciu in (False, True):
+        for mpiu in (False, True):
+            name = f"forward step, CIU {'on' if ciu else 'off'}, MPIU {'on' if mpiu else 'off'}"
+            variants[name] = lambda c=ciu, m=mpiu: _repeat_forward_row(k, rows, bits, par, c, m)
+    for code, shape in enumerate(("rectangle", "triangle", "sigmoid", "atan")):
+        variants[f"surrogate g(h), {shape}"] = lambda c=code: _repeat_surrogate(k, rows, par, c)
+    for ciu, mpiu in ((False, False), (True, True)):
+        name = f"adjoint step, CIU {'on' if ciu else 'off'}, MPIU {'on' if mpiu else 'off'}"
+        variants[name] = lambda c=ciu, m=mpiu: _repeat_adjoint(k, rows, bits, par, c, m)
+    res = _interleaved(variants, args.rounds)
+    out = {name: ms * 1e6 / (k * ROW) for name, ms in res.items()}  # ns per neuron
+    for name, ns in out.items():
+        print(f"{name}: {ns:.3f} ns per neuron")
+    return {"ns_per_neuron": out}
+
+
+# ---------------------------------------------------------------------------- full-size kernels
+class _Kernels:
+    """The forward and backward kernels on prepared arrays of the main size (no allocation)."""
+
+    def __init__(self, neuron) -> None:
+        steps, n = MAIN
+        self.x = _main_input(steps, n).numpy()
+        self.gout = _main_input(steps, n).numpy()[::-1].copy()
+        conf = cpu._config(neuron, torch.float32, False)
+        self.cfg, self.par = conf.cfg, conf.par
+        n_state = len(neuron.initial_state(torch.zeros(1)))
+        self.state0 = np.zeros((n_state, 0), np.float32)
+        self.adj = np.zeros((n_state, 0), np.float32)
+        self.spikes = np.empty((steps, n), np.float32)
+        self.bits = np.empty((steps, n), np.uint8)
+        self.sgm = np.empty((steps, n), np.float32)
+        self.h = np.empty((steps, n), np.float32)
+        self.final = np.empty((n_state, n), np.float32)
+        self.gx = np.zeros((steps, n), np.float32)
+        self.stats = np.zeros((0, 3, steps))
+
+    def forward(self, chunk: int) -> None:
+        cfg = self.cfg.copy()
+        cfg[ops.CHUNK_LEN] = chunk
+        ops.forward(self.x, self.state0, self.spikes, self.bits, self.sgm, self.h, self.final,
+                    self.par, cfg, self.stats, 0, -(-MAIN[1] // chunk))
+
+    def backward(self, chunk: int, kept: bool) -> None:
+        cfg = self.cfg.copy()
+        cfg[ops.CHUNK_LEN] = chunk
+        cfg[ops.KEPT] = int(kept)
+        # with ``kept`` the kernel reads σ(M) from ``gx``, where the forward of a real call
+        # leaves it; here it holds the finite values of the previous call (the time is the same)
+        ops.backward(self.x, self.bits, self.h, self.gout, self.state0, self.adj, self.gx,
+                     self.par, cfg, 0, -(-MAIN[1] // chunk))
+
+
+def section_chunks(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    kern = _Kernels(ILIF())
+    kern.forward(ops.CHUNK_MAX)
+    variants: dict[str, Callable[[], Any]] = {}
+    for chunk in (1024, 2048, 4096):
+        variants[f"forward, chunk {chunk}"] = lambda c=chunk: kern.forward(c)
+        variants[f"backward (kept), chunk {chunk}"] = lambda c=chunk: kern.backward(c, True)
+        variants[f"backward (recompute), chunk {chunk}"] = lambda c=chunk: kern.backward(c, False)
+    res = _interleaved(variants, args.rounds)
+    for name, ms in res.items():
+        print(f"ILIF {name}: {ms:.2f} ms")
+    return {"ms": res}
+
+
+def section_backward(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    out = {}
+    chunk = ops.chunk_len(MAIN[0], backward=True)
+    for name, neuron in (("ilif", ILIF()), ("lif", LIF())):
+        kern = _Kernels(neuron)
+        kern.forward(ops.CHUNK_MAX)
+        res = _interleaved({
+            "forward": lambda k=kern: k.forward(ops.CHUNK_MAX),
+            "backward from the kept values": lambda k=kern: k.backward(chunk, True),
+            "backward recomputing the forward": lambda k=kern: k.backward(chunk, False),
+        }, args.rounds)
+        out[name] = res
+        print(f"{name}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in res.items()))
+    return {"ms": out}
+
+
+# --------------------------------------------------------------------------------------- order
+def section_order(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        from spikingjelly.activation_based import neuron as sj_neuron
+    except Exception as exc:  # a peer that does not import is reported, not fatal
+        print(f"order: skipped, spikingjelly does not import: {exc}")
+        return {"skipped": str(exc)}
+    torch.set_num_threads(2)
+    steps, n = MAIN
+    x = _main_input(steps, n).view(steps, 32, 64, 16, 16).requires_grad_()
+    grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    ours, other = ILIF(), ILIF()
+    sj = sj_neuron.LIFNode(tau=2.0, decay_input=False, v_reset=None, step_mode="m")
+
+    def run(layer) -> None:
+        layer.reset()
+        torch.autograd.grad(layer(x), x, grad)
+
+    times: dict[str, list[float]] = {"fused after fused": [], "fused after LIFNode": [],
+                                     "LIFNode": []}
+    faults = {"fused": 0, "LIFNode": 0}
+
+    def timed(key: str, layer, fault_key: str) -> None:
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0 = time.perf_counter()
+        run(layer)
+        times[key].append(time.perf_counter() - t0)
+        faults[fault_key] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+
+    for layer in (ours, other, sj):
+        run(layer)
+    for _ in range(args.rounds):
+        run(other)
+        timed("fused after fused", ours, "fused")
+        timed("LIFNode", sj, "LIFNode")
+        timed("fused after LIFNode", ours, "fused")
+    res = {k: _median_ms(v) for k, v in times.items()}
+    per_call = {"fused": faults["fused"] / (2 * args.rounds),
+                "LIFNode": faults["LIFNode"] / args.rounds}
+    print("order (2 threads, wall): " + ", ".join(f"{k} {v:.2f} ms" for k, v in res.items())
+          + f"; minor page faults per call: fused {per_call['fused']:.0f}, "
+          f"LIFNode {per_call['LIFNode']:.0f}")
+    return {"ms": res, "minor_faults_per_call": per_call}
+
+
+# ------------------------------------------------------------------------------------- compile
+_COMPILE_SNIPPET = """
+import torch
+from ilif.neurons import CLIF, ILIF
+for dtype in (torch.float32, torch.float64):
+    for cls in (ILIF, CLIF):
+        x = torch.randn(3, 50, dtype=dtype, requires_grad=True)
+        torch.autograd.grad(cls(backend="cpu")(x).sum(), x)
+"""
+
+
+def section_compile(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache,
+               "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                              os.environ.get("PYTHONPATH", "")])}
+        walls = []
+        for _ in range(2):  # cold (empty cache), then warm
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET], env=env, check=True)
+            walls.append(time.perf_counter() - t0)
+    print(f"compile: cold process {walls[0]:.1f} s, the next one (cache warm) {walls[1]:.1f} s "
+          "(wall, including the imports)")
+    return {"cold_s": walls[0], "warm_s": walls[1]}
+
+
+def section_torch_compile(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(2)
+    torch._dynamo.reset()
+    # an empty inductor cache: the first call of a fresh machine (a warm on-disk cache from an
+    # earlier process would hide most of the compilation)
+    cache = tempfile.mkdtemp(prefix="inductor-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+    layer = ILIF(backend="torch")
+    loop = torch.compile(layer.multi_step_torch, dynamic=False)
+
+    def call(batch: int) -> float:
+        x = torch.randn(6, batch, 64, 16, 16, requires_grad=True)
+        t0 = time.perf_counter()
+        spikes = loop(x, layer.initial_state(x[0]))[0]
+        torch.autograd.grad(spikes.sum(), x)
+        return time.perf_counter() - t0
+
+    out = {"first call": call(8), "same call again": call(8)}
+    layer.surrogate.width = 0.5  # a γ sweep's next value
+    out["new width"] = call(8)
+    out["new batch size"] = call(4)
+    shutil.rmtree(cache, ignore_errors=True)
+    print("torch.compile of the eager ILIF (s): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in out.items()))
+    return {"s": out}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", action="append", choices=SECTIONS,
+                   help="run only this section (repeatable); default: all")
+    p.add_argument("--rounds", type=int, default=11, help="interleaved rounds per section")
+    p.add_argument("--out", type=Path,
+                   default=Path(__file__).resolve().parent / "results" / "kernel-profile-cpu.json")
+    args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {args.rounds}")
+    report: dict[str, Any] = {
+        "command": " ".join(["kernel_profile.py", *(argv if argv is not None else sys.argv[1:])]),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "cpu_count": os.cpu_count(), "torch": torch.__version__,
+    }
+    for name in args.only or SECTIONS:
+        print(f"[{name}]", file=sys.stderr, flush=True)
+        report[name] = globals()[f"section_{name}"](args)
+    write_json(args.out, report)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
