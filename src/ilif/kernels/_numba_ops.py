@@ -14,13 +14,17 @@ Floating-point contraction (FMA) is allowed only in the exponential's polynomial
 steps and the statistics (whose float64 sum may also be reassociated); the forward recurrences,
 and their recomputation in the backward, keep the eager rounding, operation by operation.
 
-What the backward gets from the forward. ILIF (and LIF): the spikes as uint8 with the clamp's
-slope 1[I ≥ 0] in bit 1, h of every step, and with the MPIU σ(M) of every step, written into
-the buffer that the backward then overwrites with dL/dx; from these the adjoints run without
-recomputing anything (U = (h + θ) − S·θ). CLIF: the spikes and σ(C) (in the dL/dx buffer); its
-backward recomputes h, σ(H/τ) and C chunk by chunk from ``x`` and the initial state. Without the
-kept values (a second backward through a retained graph) the ILIF backward recomputes too. The
-kernels are compute bound: moving these values costs less than recomputing them.
+What the backward gets from the forward: the spikes as uint8 (ILIF: the clamp's slope
+1[I ≥ 0] in bit 1) and, for ILIF with the MPIU and CLIF, σ(M) resp. σ(C) of every step, written
+into the buffer that the backward then overwrites with dL/dx. Per chunk the backward first
+rebuilds the other per-step values from ``x``, the initial state and these (for ILIF the LIF-like
+recurrence without an exponential; CLIF also recomputes σ(H/τ)) into scratch rows that stay in
+the cache, then runs the adjoints backwards in time. Keeping σ saves its exponential; keeping h
+as well (4 more bytes per neuron-step, as commit e47595e did) ran no faster in
+``benchmarks/neurons.py``: at two threads the kernels are bound by memory traffic as much as by
+arithmetic. Without the kept σ (a second backward
+through a retained graph) the backward recomputes it. The loops are vectorised with 512-bit
+registers where the CPU has them (:func:`wide_vectors`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-CHUNK_MAX = 4096  # neurons per chunk, at most (the scratch rows' length)
+CHUNK_MAX = 8192  # neurons per chunk, at most (the scratch rows' length)
 
 # cfg: integer configuration of one call
 KIND, CIU, MPIU, DETACH_RESET, DETACH_INHIBITION, SURROGATE, WANT_STATS, CHUNK_LEN = range(8)
@@ -49,38 +53,60 @@ PAR_SIZE = 10
 STAT_SPIKES, STAT_OPEN, STAT_SURROGATE = range(3)
 
 _LOG2E = 1.4426950408889634
+# 1.5·2^23 + 127 (float32), 1.5·2^52 + 1023 (float64): adding it rounds a·log2(e) to an integer n
+# and leaves n + bias in the low mantissa bits, so that bits << 23 (52) are those of 2^n
+_MAGIC_F32 = 12582912.0 + 127.0
+_MAGIC_F64 = 6755399441055744.0 + 1023.0
 
 
 def chunk_len(n_steps: int, backward: bool) -> int:
     """Neurons per chunk. Long rows keep the hardware prefetchers streaming (each step reads and
-    writes rows of ``x[t]``, S[t], ...); the backward also keeps 4 recomputed rows per step, so
-    its chunk shrinks for long T to keep those within about 1 MiB (L2)."""
+    writes rows of ``x[t]``, S[t], ...; ``benchmarks/kernel_profile.py --only chunks``); the
+    backward also keeps up to 4 recomputed rows per step, so its chunk shrinks for long T to keep
+    those within about 1 MiB (L2)."""
     if not backward:
         return CHUNK_MAX
     return max(256, min(CHUNK_MAX, (1 << 20) // (16 * max(1, n_steps)) // 64 * 64))
 
 
 # --------------------------------------------------------------------------- elementary functions
-def _float_from_bits(float_type: types.Float, int_type: types.Integer, llvm_type):
-    """An intrinsic: the ``float_type`` whose IEEE bits are the low bits of an integer (numba
-    widens int32 arithmetic to int64, so the integer is cut to the float's width first)."""
+def _bitcast(from_type: types.Number, to_type: types.Number, llvm_from, llvm_to):
+    """An intrinsic: the ``to_type`` with the IEEE bits of a ``from_type`` value. Integers are
+    first cut (or widened) to the float's width: numba widens int32 arithmetic to int64."""
 
     @intrinsic
-    def from_bits(typingctx, bits):
-        if not isinstance(bits, types.Integer):  # pragma: no cover - used on integers only
+    def bitcast(typingctx, value):
+        if not isinstance(value, (types.Integer, types.Float)):  # pragma: no cover
             return None
 
         def codegen(context, builder, signature, args):
-            value = context.cast(builder, args[0], signature.args[0], int_type)
-            return builder.bitcast(value, llvm_type)
+            cast = context.cast(builder, args[0], signature.args[0], from_type)
+            return builder.bitcast(cast, llvm_to)
 
-        return float_type(bits), codegen
+        return to_type(value), codegen
 
-    return from_bits
+    return bitcast
 
 
-_f32_from_bits = _float_from_bits(types.float32, types.int32, ir.FloatType())
-_f64_from_bits = _float_from_bits(types.float64, types.int64, ir.DoubleType())
+_f32_from_bits = _bitcast(types.int32, types.float32, ir.IntType(32), ir.FloatType())
+_f64_from_bits = _bitcast(types.int64, types.float64, ir.IntType(64), ir.DoubleType())
+_bits_of_f32 = _bitcast(types.float32, types.int32, ir.FloatType(), ir.IntType(32))
+_bits_of_f64 = _bitcast(types.float64, types.int64, ir.DoubleType(), ir.IntType(64))
+
+
+@intrinsic
+def wide_vectors(typingctx):
+    """Let LLVM vectorise the calling function with the widest registers the CPU has (512-bit
+    on AVX-512 machines, where LLVM's default tuning prefers 256 bits): the kernels then issue
+    half the instructions. A no-op on CPUs without wider registers."""
+
+    def codegen(context, builder, signature, args):
+        # string attributes, which llvmlite's attribute set does not list as known
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        set.add(builder.function.attributes, '"min-legal-vector-width"="512"')
+        return context.get_dummy_value()
+
+    return types.none(), codegen
 
 
 def exp_neg(z):
@@ -89,7 +115,8 @@ def exp_neg(z):
 
     Cody–Waite reduction a = −z = n·ln2 + r, |r| ≤ ln2/2, a polynomial for e^r (float32:
     Cephes' degree-7 minimax, about 1 ulp; float64: degree-13 Taylor, < 1e-17 relative), times
-    2^n built from its IEEE bits; a is clamped to ±87 (float32) or ±700 (float64). The compiled
+    2^n built from its IEEE bits (n rounded by adding a magic constant, no float-to-integer
+    conversion); a is clamped to ±87 (float32) or ±700 (float64). The compiled
     versions are chosen by dtype below; this body is the reference.
     """
     return np.exp(-z)
@@ -98,7 +125,8 @@ def exp_neg(z):
 def _exp_neg_f32(z):
     f = np.float32
     a = min(max(-z, f(-87.0)), f(87.0))
-    nf = np.floor(a * f(_LOG2E) + f(0.5))
+    kf = a * f(_LOG2E) + f(_MAGIC_F32)  # the rounding to an integer n happens in this add
+    nf = kf - f(_MAGIC_F32)
     r = (a - nf * f(0.693359375)) - nf * f(-2.12194440e-4)
     p = f(1.9875691500e-4)
     p = p * r + f(1.3981999507e-3)
@@ -107,12 +135,13 @@ def _exp_neg_f32(z):
     p = p * r + f(1.6666665459e-1)
     p = p * r + f(5.0000001201e-1)
     e = p * (r * r) + r + f(1.0)
-    return e * _f32_from_bits((np.int64(nf) + 127) << 23)
+    return e * _f32_from_bits(_bits_of_f32(kf) << 23)
 
 
 def _exp_neg_f64(z):
     a = min(max(-z, -700.0), 700.0)
-    nf = np.floor(a * _LOG2E + 0.5)
+    kf = a * _LOG2E + _MAGIC_F64  # the rounding to an integer n happens in this add
+    nf = kf - _MAGIC_F64
     r = (a - nf * 6.93147180369123816490e-01) - nf * 1.90821492927058770002e-10
     p = 1.0 / 6227020800.0
     p = p * r + 1.0 / 479001600.0
@@ -128,7 +157,7 @@ def _exp_neg_f64(z):
     p = p * r + 0.5
     p = p * r + 1.0
     e = p * r + 1.0
-    return e * _f64_from_bits((np.int64(nf) + 1023) << 52)
+    return e * _f64_from_bits(_bits_of_f64(kf) << 52)
 
 
 @overload(exp_neg, jit_options={"error_model": "numpy", "fastmath": {"contract"}})
@@ -175,6 +204,7 @@ def _surrogate_loop(out, h, par, code):
 @njit(cache=True, error_model="numpy")
 def surrogate_row(out, h, code, par):
     """out[j] = g(h[j]) for the surrogate ``code`` (:func:`_surrogate`)."""
+    wide_vectors()
     if code == RECTANGLE:
         _surrogate_loop(out, h, par, RECTANGLE)
     elif code == TRIANGLE:
@@ -207,6 +237,7 @@ def accumulate_stats(stats_c, t, h, s, code, par):
 
     The counts are integers; the float64 sum of g may be reassociated (so that it vectorises).
     """
+    wide_vectors()
     if code == RECTANGLE:
         _stats_loop(stats_c, t, h, s, par, RECTANGLE)
     elif code == TRIANGLE:
@@ -224,29 +255,43 @@ def accumulate_stats(stats_c, t, h, s, code, par):
 
 # ----------------------------------------------------------------------------------- ILIF / LIF
 @njit(inline="always", error_model="numpy")
-def _spike(j, hh, bits, spk, given, one, zero):
-    """S = Θ(h) of neuron ``j``: read from bit 0 of ``bits`` when ``given`` (the backward's
-    recomputation), else decided here and written to ``spk`` (dtype) and ``bits`` (uint8)."""
+def _spike(hh, bj, given, one, zero):
+    """S = Θ(h): from bit 0 of the uint8 ``bj`` when ``given`` (the backward's recomputation),
+    else decided from h."""
     if given:
-        return one if (bits[j] & np.uint8(1)) != 0 else zero
-    s = one if hh >= zero else zero
-    spk[j] = s
-    bits[j] = np.uint8(1) if hh >= zero else np.uint8(0)
-    return s
+        return one if (bj & np.uint8(1)) != 0 else zero
+    return one if hh >= zero else zero
 
 
 @njit(inline="always", error_model="numpy")
-def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, recompute):
+def _spike_bits(hh, zero):
+    """Bit 0 of the uint8 spikes: Θ(h)."""
+    return np.uint8(1) if hh >= zero else np.uint8(0)
+
+
+# Every row loop below reads all its inputs before it writes anything: a load that follows a
+# store to an address 4 KiB apart (rows of equal length, page-aligned buffers) waits for it (4K
+# aliasing); with the loads first no load follows a store of the same iteration.
+
+
+# How a step loop runs: the forward (decides the spikes), the backward's recomputation of the
+# forward (spikes from the uint8 bits, σ(M) computed), its rebuild of h and v from the kept σ(M)
+STEP_FORWARD, STEP_RECOMPUTE, STEP_REBUILD = range(3)
+
+
+@njit(inline="always", error_model="numpy")
+def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, mode):
     """One ILIF step over a row of neurons, in place on the state rows (SPEC §2)::
 
     I = k·(I + D) ;  H = λ·v + x − max(I, 0) ;  h = H − θ ;  S = Θ(h) ;  U = H − S·θ
     M = κ·(M + S·U) ;  v = U − S·σ(M) ;  D = x·S
 
     The operation order mirrors the eager float ops so that the spikes are identical. ``h``
-    receives h and ``sgm`` σ(M). The forward writes S to ``spk`` (dtype) and ``bits`` (uint8:
-    bit 0 the spike, bit 1 the clamp's slope 1[I ≥ 0] with ``ciu``); the recomputation in the
-    backward (``recompute``) reads S from ``bits``. The flags are compile-time constants at every
-    call, so each flag set gets its own branch-free loop.
+    receives h. :data:`STEP_FORWARD` decides S and writes it to ``spk`` (dtype) and ``bits``
+    (uint8: bit 0 the spike, bit 1 the clamp's slope 1[I ≥ 0] with ``ciu``), and σ(M) to ``sgm``;
+    :data:`STEP_RECOMPUTE` reads S from ``bits`` and writes σ(M) to ``sgm``; :data:`STEP_REBUILD`
+    reads S from ``bits`` and σ(M) from ``sgm`` (M itself is then not needed). The flags and the
+    mode are compile-time constants at every call, so each gets its own branch-free loop.
     """
     lam = par[LAMBDA]
     th = par[THRESHOLD]
@@ -254,25 +299,39 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
     kap = par[MPIU_GAIN]
     zero = par[ZERO]
     one = par[ONE]
+    given = mode != STEP_FORWARD
+    rebuild = mpiu and mode == STEP_REBUILD
     for j in range(x.shape[0]):
         xj = x[j]
-        hm = lam * v[j] + xj
+        vj = v[j]
+        tr_prev = trace[j] if ciu else zero
+        dj = drive[j] if ciu else zero
+        mj = memory[j] if mpiu and not rebuild else zero
+        sg = sgm[j] if rebuild else zero
+        bj = bits[j] if given else np.uint8(0)
+        hm = lam * vj + xj
+        tr = k * (tr_prev + dj)
         if ciu:
-            tr = k * (trace[j] + drive[j])
-            trace[j] = tr
             hm = hm - max(tr, zero)
         hh = hm - th
-        h[j] = hh
-        s = _spike(j, hh, bits, spk, recompute, one, zero)
-        if ciu and not recompute:
-            bits[j] |= np.uint8(2) if tr >= zero else np.uint8(0)
+        s = _spike(hh, bj, given, one, zero)
         uu = hm - s * th
-        if mpiu:  # v = U − S·σ(M) follows in the two loops below
-            memory[j] = kap * (memory[j] + s * uu)
-        v[j] = uu
+        if ciu:
+            trace[j] = tr
+        h[j] = hh
+        if not given:
+            spk[j] = s
+            slope = (np.uint8(2) if tr >= zero else np.uint8(0)) if ciu else np.uint8(0)
+            bits[j] = _spike_bits(hh, zero) | slope
+        if rebuild:
+            v[j] = uu - s * sg
+        else:
+            if mpiu:  # v = U − S·σ(M) follows in the two loops below
+                memory[j] = kap * (mj + s * uu)
+            v[j] = uu
         if ciu:
             drive[j] = xj * s
-    if mpiu:
+    if mpiu and not rebuild:
         # σ(M) in a loop of its own: the exponential's long dependency chain vectorises and
         # overlaps better alone than inside the step's loop
         for j in range(x.shape[0]):
@@ -283,33 +342,36 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
 
 
 @njit(inline="always", error_model="numpy")
-def ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, recompute):
+def ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, mode):
     """:func:`_ilif_step_loop` with the runtime flags ``ciu``, ``mpiu`` turned into constants."""
     if ciu:
         if mpiu:
-            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True, True,
-                            recompute)
+            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True, True, mode)
         else:
-            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True, False,
-                            recompute)
+            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True, False, mode)
     elif mpiu:
-        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, True,
-                        recompute)
+        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, True, mode)
     else:
-        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, False,
-                        recompute)
+        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, False, mode)
 
 
 @njit(cache=True, error_model="numpy")
 def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu):
     """The forward ILIF step of a row (:func:`_ilif_step_loop`)."""
-    ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, False)
+    wide_vectors()
+    ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, STEP_FORWARD)
 
 
 @njit(cache=True, error_model="numpy")
-def ilif_recompute_row(x, v, trace, memory, drive, bits, h, sgm, par, ciu, mpiu):
-    """The ILIF step of a row recomputed in the backward (:func:`_ilif_step_loop`)."""
-    ilif_step_row(x, v, trace, memory, drive, bits, x, h, sgm, par, ciu, mpiu, True)
+def ilif_recompute_row(x, v, trace, memory, drive, bits, h, sgm, par, ciu, mpiu, sgm_given):
+    """The ILIF step of a row recomputed in the backward (:func:`_ilif_step_loop`): h into
+    ``h``, and σ(M) into ``sgm`` unless ``sgm_given`` (then read from it)."""
+    wide_vectors()
+    if sgm_given:
+        ilif_step_row(x, v, trace, memory, drive, bits, x, h, sgm, par, ciu, mpiu, STEP_REBUILD)
+    else:
+        ilif_step_row(x, v, trace, memory, drive, bits, x, h, sgm, par, ciu, mpiu,
+                      STEP_RECOMPUTE)
 
 
 @njit(inline="always", error_model="numpy", fastmath={"contract"})
@@ -317,29 +379,38 @@ def _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, k
                        keep_reset, keep_inh, ciu, mpiu):
     for j in range(xt.shape[0]):
         b = bt[j]
-        s = one if (b & np.uint8(1)) != 0 else zero
-        g_s = got[j]
-        g_x = zero
+        g_out = got[j]
         g_v = gv[j]
+        g_sur = gsur[j]
+        g_d = gd[j] if ciu else zero
+        x_j = xt[j] if ciu else zero
+        g_i_next = gi[j] if ciu else zero
+        sg = gxt[j] if mpiu else zero  # σ(M), overwritten by dL/dx below
+        h_j = ht[j] if mpiu else zero
+        g_m_next = gm[j] if mpiu else zero
+        s = one if (b & np.uint8(1)) != 0 else zero
+        g_s = g_out
+        g_x = zero
         if ciu:
-            g_x += gd[j] * s
-            g_s += gd[j] * xt[j]
+            g_x += g_d * s
+            g_s += g_d * x_j
         g_u = g_v
+        g_m = zero
         if mpiu:
-            sg = gxt[j]  # σ(M), overwritten by dL/dx below
-            uu = (ht[j] + th) - s * th  # U = H − S·θ with H = h + θ
+            uu = (h_j + th) - s * th  # U = H − S·θ with H = h + θ
             g_s -= g_v * sg
-            g_m = gm[j] - keep_inh * g_v * s * sg * (one - sg)
+            g_m = g_m_next - keep_inh * g_v * s * sg * (one - sg)
             g_s += kap * g_m * uu
             g_u += kap * g_m * s
-            gm[j] = kap * g_m
         g_s -= keep_reset * g_u * th
-        g_h = g_u + g_s * gsur[j]
+        g_h = g_u + g_s * g_sur
+        slope = one if (b & np.uint8(2)) != 0 else zero
+        g_i = g_i_next - keep_inh * g_h * slope
+        if mpiu:
+            gm[j] = kap * g_m
         gxt[j] = g_x + g_h
         gv[j] = lam * g_h
         if ciu:
-            slope = one if (b & np.uint8(2)) != 0 else zero
-            g_i = gi[j] - keep_inh * g_h * slope
             gi[j] = k * g_i
             gd[j] = k * g_i
 
@@ -351,6 +422,7 @@ def ilif_backward_step(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, k
     dL/d state_t), one branch-free loop per flag set, from the step's h (``ht``), g(h)
     (``gsur``) and uint8 spikes and slopes (``bt``). With ``mpiu``, ``gxt`` holds σ(M) on entry;
     it receives dL/dx in every case."""
+    wide_vectors()
     if ciu:
         if mpiu:
             _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero,
@@ -383,18 +455,23 @@ def _clif_step_loop(x, v, cmem, bits, spk, h, g_sh, g_sc, g_cprev, par, spikes_g
     zero = par[ZERO]
     one = par[ONE]
     for j in range(x.shape[0]):
-        hm = lam * v[j] + x[j]
+        xj = x[j]
+        vj = v[j]
+        c_prev = cmem[j]
+        bj = bits[j] if spikes_given else np.uint8(0)
+        sc_kept = g_sc[j] if sc_given else zero
+        hm = lam * vj + xj
         sh = sigmoid(hm / tau, one)
         hh = hm - th
-        h[j] = hh
-        s = _spike(j, hh, bits, spk, spikes_given, one, zero)
-        c_prev = cmem[j]
+        s = _spike(hh, bj, spikes_given, one, zero)
         c = c_prev * sh + s
+        sc = sc_kept if sc_given else sigmoid(c, one)
+        h[j] = hh
+        if not spikes_given:
+            spk[j] = s
+            bits[j] = _spike_bits(hh, zero)
         cmem[j] = c
-        if sc_given:
-            sc = g_sc[j]
-        else:
-            sc = sigmoid(c, one)
+        if not sc_given:
             g_sc[j] = sc
         if spikes_given:
             g_sh[j] = sh
@@ -405,12 +482,14 @@ def _clif_step_loop(x, v, cmem, bits, spk, h, g_sh, g_sc, g_cprev, par, spikes_g
 @njit(cache=True, error_model="numpy")
 def clif_forward_row(x, v, cmem, bits, spk, h, sc, par):
     """The forward CLIF step of a row (:func:`_clif_step_loop`)."""
+    wide_vectors()
     _clif_step_loop(x, v, cmem, bits, spk, h, h, sc, h, par, False, False)
 
 
 @njit(cache=True, error_model="numpy")
 def clif_recompute_row(x, v, cmem, bits, h, g_sh, g_sc, g_cprev, par, sc_given):
     """The CLIF step of a row recomputed in the backward (:func:`_clif_step_loop`)."""
+    wide_vectors()
     if sc_given:
         _clif_step_loop(x, v, cmem, bits, x, h, g_sh, g_sc, g_cprev, par, True, True)
     else:
@@ -422,6 +501,7 @@ def clif_backward_step(bt, got, gxt, gv, gc, sht, cpt, gsur, lam, th, tau, zero,
                        keep_reset):
     """The adjoint of :func:`_clif_step_loop` for one step; ``gxt`` holds σ(C) on entry and
     receives dL/dx."""
+    wide_vectors()
     for j in range(bt.shape[0]):
         s = one if bt[j] != 0 else zero
         s_c = gxt[j]
@@ -443,15 +523,16 @@ def clif_backward_step(bt, got, gxt, gv, gc, sht, cpt, gsur, lam, th, tau, zero,
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def forward(x, state0, out_spikes, out_bits, out_sgm, out_h, out_state, par, cfg, stats, c0, c1):
+def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats, c0, c1):
     """Fused forward over the chunks [c0, c1) of ``x[T, N]`` from ``state0[S, N]`` (an empty
     ``state0[S, 0]`` stands for the all-zero state, which is then not read).
 
     Writes the spikes (input dtype, and uint8 into ``out_bits`` when it has T rows), ILIF's σ(M)
     or CLIF's σ(C) into ``out_sgm`` when it has T rows (the buffer that the backward turns into
-    dL/dx), ILIF's h into ``out_h`` when it has T rows, the final state ``out_state[S, N]`` and,
-    when ``cfg[WANT_STATS]``, per-chunk sums ``stats[chunk, 3, T]``.
+    dL/dx), the final state ``out_state[S, N]`` and, when ``cfg[WANT_STATS]``, per-chunk sums
+    ``stats[chunk, 3, T]``.
     """
+    wide_vectors()
     n_steps, n = x.shape
     n_state = out_state.shape[0]
     zero0 = state0.shape[1] == 0
@@ -461,10 +542,9 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_h, out_state, par, cfg
     ch = cfg[CHUNK_LEN]
     want_bits = out_bits.shape[0] == n_steps
     want_sgm = out_sgm.shape[0] == n_steps
-    want_h = out_h.shape[0] == n_steps
     want_stats = cfg[WANT_STATS] != 0
     ws = np.zeros((4, ch), x.dtype)  # working state (v, I|C, M, D); unused rows stay 0
-    buf = np.empty((2, ch), x.dtype)  # h and σ when not kept
+    buf = np.empty((2, ch), x.dtype)  # h, and σ when not kept
     no_bits = np.empty(ch, np.uint8)  # the uint8 spikes when the caller wants none
     for c in range(c0, c1):
         lo = c * ch
@@ -479,7 +559,7 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_h, out_state, par, cfg
             spk = out_spikes[t, lo:hi]
             bits = out_bits[t, lo:hi] if want_bits else no_bits[:m]
             sgm = out_sgm[t, lo:hi] if want_sgm else buf[1, :m]
-            h = out_h[t, lo:hi] if want_h else buf[0, :m]
+            h = buf[0, :m]
             if kind == KIND_ILIF:
                 ilif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m], bits,
                                  spk, h, sgm, par, ciu, mpiu)
@@ -492,17 +572,18 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_h, out_state, par, cfg
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def backward(x, bits, kept_h, gout, state0, adj, gx, par, cfg, c0, c1):
+def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
     """Fused BPTT of :func:`forward`: writes ``gx[T, N]`` = dL/dx and turns ``adj[S, N]`` from
     dL/d(final state) into dL/d(initial state) in place (an empty ``adj[S, 0]`` stands for a zero
     dL/d(final state) when dL/d(initial state) is not wanted).
 
-    With ``cfg[KEPT]`` the forward's kept values are used: ILIF's h from ``kept_h`` and σ(M) from
-    ``gx``, CLIF's σ(C) from ``gx``; the ILIF adjoints then need no recomputation at all.
-    Otherwise (and always for CLIF's other values) the forward is recomputed chunk by chunk from
-    ``x``, the initial state (an empty ``state0[S, 0]`` stands for the all-zero state) and the
-    spikes in ``bits``, into chunk scratch, σ into ``gx``. Then the adjoints run backwards in time.
+    Per chunk, the forward is first recomputed from ``x``, the initial state (an empty
+    ``state0[S, 0]`` stands for the all-zero state) and the spikes in ``bits`` into chunk scratch
+    (which stays in the cache); then the adjoints run backwards in time. With ``cfg[KEPT]`` the
+    forward's σ(M) (ILIF) or σ(C) (CLIF) is read from ``gx``, so the ILIF recomputation has no
+    exponential left; otherwise σ is recomputed into ``gx``.
     """
+    wide_vectors()
     n_steps, n = x.shape
     n_state = adj.shape[0]
     zero0 = state0.shape[1] == 0
@@ -521,8 +602,7 @@ def backward(x, bits, kept_h, gout, state0, adj, gx, par, cfg, c0, c1):
     keep_inh = zero if cfg[DETACH_INHIBITION] else one
     ws = np.zeros((4, ch), x.dtype)  # working state of the recomputation
     ga = np.zeros((4, ch), x.dtype)  # adjoints of the state
-    recompute = kind != KIND_ILIF or not kept
-    rec = np.empty((4, n_steps if recompute else 0, ch), x.dtype)  # recomputed per-step values
+    rec = np.empty((4, n_steps, ch), x.dtype)  # recomputed per-step values
     h = np.empty(ch, x.dtype)
     gsur = np.empty(ch, x.dtype)
     for c in range(c0, c1):
@@ -530,23 +610,21 @@ def backward(x, bits, kept_h, gout, state0, adj, gx, par, cfg, c0, c1):
         hi = min(n, lo + ch)
         m = hi - lo
         for kk in range(n_state):
-            if recompute:
-                if zero0:
-                    ws[kk, :m] = 0
-                else:
-                    ws[kk, :m] = state0[kk, lo:hi]
+            if zero0:
+                ws[kk, :m] = 0
+            else:
+                ws[kk, :m] = state0[kk, lo:hi]
             if want_adj:
                 ga[kk, :m] = adj[kk, lo:hi]
             else:
                 ga[kk, :m] = 0
         if kind == KIND_ILIF:
-            if recompute:
-                for t in range(n_steps):
-                    ilif_recompute_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m],
-                                       bits[t, lo:hi], rec[0, t, :m], gx[t, lo:hi], par, ciu,
-                                       mpiu)
+            for t in range(n_steps):
+                ilif_recompute_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m],
+                                   bits[t, lo:hi], rec[0, t, :m], gx[t, lo:hi], par, ciu, mpiu,
+                                   kept)
             for t in range(n_steps - 1, -1, -1):
-                ht = kept_h[t, lo:hi] if kept else rec[0, t, :m]
+                ht = rec[0, t, :m]
                 surrogate_row(gsur[:m], ht, code, par)
                 ilif_backward_step(x[t, lo:hi], bits[t, lo:hi], gout[t, lo:hi], gx[t, lo:hi],
                                    ga[0, :m], ga[1, :m], ga[2, :m], ga[3, :m], ht, gsur[:m], lam,

@@ -3,13 +3,13 @@
 :class:`FusedNeuronFunction` is the autograd function. Its forward runs the whole time loop
 (:func:`ilif.kernels._numba_ops.forward`) and keeps, per neuron-step, the spikes as uint8
 (1 byte) beside the input ``x`` that autograd already holds (a contiguous copy is made, and
-saved, only for non-contiguous input); for ILIF and LIF also h (from :data:`H_BUFFERS`, a pool
-reused across calls), and for ILIF with the MPIU and CLIF σ(M) resp. σ(C), written into the
-buffer that the backward turns into dL/dx (no extra allocation). Its backward
-(:func:`ilif.kernels._numba_ops.backward`) runs BPTT backwards in time from these (CLIF
-recomputes its other states chunk by chunk). Gradients flow to the input, to the initial state
-and from the final state, exactly as through the eager loop, so calls can be chained; a second
-backward through a retained graph recomputes what the first one consumed.
+saved, only for non-contiguous input), and for ILIF with the MPIU and CLIF σ(M) resp. σ(C),
+written into the buffer that the backward turns into dL/dx (no extra allocation). Its backward
+(:func:`ilif.kernels._numba_ops.backward`) recomputes the other per-step values chunk by chunk
+(cheap without the exponentials, and cache-resident) and runs BPTT backwards in time.
+Gradients flow to the input, to the initial state and from the final state, exactly as through
+the eager loop, so calls can be chained; a second backward through a retained graph recomputes
+what the first one consumed.
 
 Supported: LIF, ILIF (every flag), CLIF; every surrogate, any width; float32 and float64.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import threading
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -149,71 +148,14 @@ def _np(t: Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-class BufferPool:
-    """Free buffers for ILIF's h, which is kept from a forward to its backward and needed by
-    nothing else: the backward hands its buffer back here and the next forward of the same size
-    takes it, so a training step does not allocate (and page-fault in) a fresh T·N buffer per
-    layer each time. At most ``max_bytes`` are held; :meth:`clear` drops them."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._free: dict[tuple[int, torch.dtype], list[Tensor]] = {}
-        self._held = 0
-        self._lock = threading.Lock()
-
-    def take(self, shape: tuple[int, int], dtype: torch.dtype) -> Tensor:
-        """A buffer of ``shape`` and ``dtype`` (contents undefined)."""
-        key = (shape[0] * shape[1], dtype)
-        with self._lock:
-            free = self._free.get(key)
-            if free:
-                buffer = free.pop()
-                self._held -= buffer.nbytes
-                return buffer.view(shape)
-        return torch.empty(shape, dtype=dtype)
-
-    def give(self, buffer: Tensor) -> None:
-        """Return a buffer that nothing reads any more."""
-        with self._lock:
-            if self._held + buffer.nbytes <= self.max_bytes:
-                self._free.setdefault((buffer.numel(), buffer.dtype), []).append(buffer)
-                self._held += buffer.nbytes
-
-    @property
-    def held_bytes(self) -> int:
-        return self._held
-
-    def clear(self) -> None:
-        with self._lock:
-            self._free.clear()
-            self._held = 0
-
-    def give_back_later(self, owner: object, buffer: Tensor) -> list[Tensor]:
-        """A one-element holder of ``buffer``: whoever empties it owns the buffer; whatever is
-        still in it when ``owner`` (an autograd context) is freed, e.g. after a forward that no
-        backward followed, comes back to the pool then."""
-        holder = [buffer]
-        weakref.finalize(owner, self.release, holder).atexit = False
-        return holder
-
-    def release(self, holder: list[Tensor]) -> None:
-        """Give back what ``holder`` still holds (nothing when it was released before)."""
-        while holder:
-            self.give(holder.pop())
-
-
-H_BUFFERS = BufferPool(max_bytes=1 << 30)
-
-
 class FusedNeuronFunction(torch.autograd.Function):
     """``(x[T, N], state0[S, N]) -> (spikes[T, N], final_state[S, N])`` with fused BPTT.
 
     Saved for backward: the spikes as uint8 (T·N bytes; ILIF adds the clamp's slope as bit 1),
-    ILIF's h (T·N values, from :data:`H_BUFFERS`), the buffer holding σ(M) resp. σ(C) that
-    becomes dL/dx (ILIF with the MPIU, CLIF: T·N values), ``x`` itself (held by autograd anyway)
-    and, unless it is all zero, the initial state (S·N, once per call, not per step). The first
-    backward uses the kept values (ILIF then recomputes nothing); a second one through a retained
-    graph finds them consumed and recomputes the forward.
+    the buffer holding σ(M) resp. σ(C) that becomes dL/dx (ILIF with the MPIU, CLIF: T·N
+    values), ``x`` itself (held by autograd anyway) and, unless it is all zero, the initial
+    state (S·N, once per call, not per step). The first backward reads the kept σ; a second one
+    through a retained graph finds it consumed and recomputes it.
     """
 
     @staticmethod
@@ -230,8 +172,6 @@ class FusedNeuronFunction(torch.autograd.Function):
         # turns into dL/dx: keeping it costs no extra allocation
         keep_sgm = needs_grad and (not is_ilif or conf.cfg[ops.MPIU] != 0)
         grad_buffer = x.new_empty((n_steps if keep_sgm else 0, n))
-        keep_h = needs_grad and is_ilif
-        kept_h = H_BUFFERS.take((n_steps, n), x.dtype) if keep_h else x.new_empty((0, n))
         final = x.new_empty((state0.shape[0], n))
         want_stats = bool(conf.cfg[ops.WANT_STATS])
         cfg = conf.cfg.copy()
@@ -241,16 +181,13 @@ class FusedNeuronFunction(torch.autograd.Function):
         # an all-zero initial state is passed as an empty array, which the kernel does not read
         state_in = _np(state0)[:, :0] if zero_state else _np(state0)
         _run_chunks(ops.forward, n_chunks, _np(x), state_in, _np(spikes), _np(bits),
-                    _np(grad_buffer), _np(kept_h), _np(final), conf.par, cfg, stats)
+                    _np(grad_buffer), _np(final), conf.par, cfg, stats)
         if want_stats:
             stats_out.append(stats.sum(axis=0))
         if needs_grad:
             # an all-zero initial state (the first call after reset) is not kept
-            ctx.save_for_backward(x, bits, grad_buffer, kept_h,
-                                  *(() if zero_state else (state0,)))
+            ctx.save_for_backward(x, bits, grad_buffer, *(() if zero_state else (state0,)))
             ctx.kept_valid = True
-            if keep_h:
-                ctx.h_holder = H_BUFFERS.give_back_later(ctx, kept_h)
             ctx.state_shape = (state0.shape[0], n)
             ctx.conf = conf
         return spikes, final
@@ -258,7 +195,7 @@ class FusedNeuronFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes: Tensor | None, grad_final: Tensor | None):  # type: ignore[override]
         ops = _ops()
-        x, bits, grad_buffer, kept_h, *kept = ctx.saved_tensors
+        x, bits, grad_buffer, *kept = ctx.saved_tensors
         # without a kept state the initial state was zero: an empty array says so to the kernel
         state0 = kept[0] if kept else x.new_empty((ctx.state_shape[0], 0))
         grad_spikes = grad_spikes.contiguous() if grad_spikes is not None else torch.zeros_like(x)
@@ -273,15 +210,13 @@ class FusedNeuronFunction(torch.autograd.Function):
         cfg = ctx.conf.cfg.copy()
         cfg[ops.CHUNK_LEN] = ops.chunk_len(n_steps, backward=True)
         use_kept = ctx.kept_valid
-        ctx.kept_valid = False  # consumed: σ becomes dL/dx, h goes back to the pool
+        ctx.kept_valid = False  # consumed: σ becomes dL/dx
         # the kept σ is read and overwritten with dL/dx in place
         grad_x = grad_buffer if use_kept and grad_buffer.shape[0] else torch.empty_like(x)
         cfg[ops.KEPT] = int(use_kept)
         _run_chunks(ops.backward, -(-n // int(cfg[ops.CHUNK_LEN])), _np(x), _np(bits),
-                    _np(kept_h), _np(grad_spikes), _np(state0), _np(adj), _np(grad_x),
+                    _np(grad_spikes), _np(state0), _np(adj), _np(grad_x),
                     ctx.conf.par, cfg)
-        if use_kept and kept_h.shape[0]:
-            H_BUFFERS.release(ctx.h_holder)
         return grad_x, (adj if want_state_grad else None), None, None, None
 
 
