@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from unittest import mock
 
@@ -218,7 +219,7 @@ def test_width_is_a_runtime_argument() -> None:
 
 def test_threads_agree() -> None:
     """Large enough for the chunks to be split over two threads: same results as one."""
-    x = _input((3, 2 * cpu._BLOCK_CHUNKS * cpu._ops().CHUNK_MAX + 37), seed=8)
+    x = _input((3, 5 * cpu._ops().CHUNK_MAX + 37), seed=8)
     grad_out = _input(x.shape, seed=9)
     threads = torch.get_num_threads()
     out = []
@@ -230,6 +231,65 @@ def test_threads_agree() -> None:
         torch.set_num_threads(threads)
     (s1, _, (g1,)), (s2, _, (g2,)) = out
     assert torch.equal(s1, s2) and torch.equal(g1, g2)
+
+
+@pytest.mark.parametrize("n_chunks", [1, 2, 7, 64, 129])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_run_chunks_covers_each_chunk_once(n_chunks: int, threads: int) -> None:
+    calls: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def kernel(tag, c0, c1):
+        assert tag == "args" and 0 <= c0 < c1 <= n_chunks
+        with lock:
+            calls.append((c0, c1))
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        cpu._run_chunks(kernel, n_chunks, "args")
+    finally:
+        torch.set_num_threads(before)
+    covered = sorted(c for c0, c1 in calls for c in range(c0, c1))
+    assert covered == list(range(n_chunks))
+    if n_chunks == 64:  # guided blocks: far fewer calls than chunks, the last ones small
+        assert len(calls) < 32 and min(c1 - c0 for c0, c1 in calls) == 1
+
+
+def test_buffer_cache_reuses_freed_blocks() -> None:
+    cache = cpu.BufferCache(max_free_bytes=3 << 20, min_bytes=1 << 20)
+    a = cache.empty((2, 1 << 18), torch.float32)  # 2 MiB
+    assert a.shape == (2, 1 << 18) and a.dtype == torch.float32 and a.is_contiguous()
+    assert a.data_ptr() % cpu.BufferCache.ALIGN == 0
+    ptr = a.data_ptr()
+    view = a[1]
+    del a
+    assert cache.free_bytes == 0  # a view still holds the block
+    del view
+    assert cache.free_bytes == 2 << 20
+    b = cache.empty((1 << 19,), torch.float32)  # the same byte count: the same block
+    assert b.data_ptr() == ptr and cache.free_bytes == 0
+    c = cache.empty((1 << 21,), torch.uint8)  # 2 MiB more; both freed exceed the cap
+    del b, c
+    assert cache.free_bytes == 2 << 20
+    small = cache.empty((10,), torch.float64)  # under min_bytes: a plain tensor
+    assert small.shape == (10,) and cache.free_bytes == 2 << 20
+    cache.clear()
+    assert cache.free_bytes == 0
+
+
+def test_fused_outputs_come_from_the_cache() -> None:
+    """The spikes of one call reuse the block of a previous call's freed spikes, and the result
+    is unaffected."""
+    x = _input((6, 3, 50_000), seed=21)
+    neuron = ILIF(backend="cpu")
+    with torch.no_grad():
+        first = neuron(x)
+        ptr, want = first.data_ptr(), first.clone()
+        del first
+        neuron.reset()
+        again = neuron(x)
+    assert again.data_ptr() == ptr and torch.equal(again, want)
 
 
 def _saved_bytes_per_step(neuron, x: torch.Tensor) -> float:

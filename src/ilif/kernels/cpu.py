@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -100,7 +101,6 @@ def _config(neuron: Neuron, dtype: torch.dtype, want_stats: bool) -> _Config:
 _EXECUTOR: ThreadPoolExecutor | None = None
 _EXECUTOR_SIZE = 0
 _EXECUTOR_LOCK = threading.Lock()
-_BLOCK_CHUNKS = 2  # chunks (of up to CHUNK_MAX neurons) per unit of work handed to a thread
 
 
 def _executor(n_workers: int) -> ThreadPoolExecutor:
@@ -118,25 +118,27 @@ def _run_chunks(kernel, n_chunks: int, *args: Any) -> None:
     """Run ``kernel(*args, c0, c1)`` over ``n_chunks`` chunks of neurons on
     ``torch.get_num_threads()`` threads (the kernels release the GIL).
 
-    The chunks are handed out in blocks of :data:`_BLOCK_CHUNKS` from a shared counter, so a
-    thread that the OS descheduled (a shared machine) delays its current block only.
+    The threads take blocks of chunks from a shared counter, each block a share of what is left
+    (``remaining // (2 · threads)``, at least one chunk; OpenMP's guided schedule): few kernel
+    calls, and a thread that the OS descheduled (a shared machine) delays a small last block only.
     """
-    n_blocks = (n_chunks + _BLOCK_CHUNKS - 1) // _BLOCK_CHUNKS
-    n_threads = max(1, min(torch.get_num_threads(), n_blocks))
+    n_threads = max(1, min(torch.get_num_threads(), n_chunks))
     if n_threads == 1:
         kernel(*args, 0, n_chunks)
         return
-    counter = iter(range(n_blocks))
+    next_chunk = 0
     counter_lock = threading.Lock()
 
     def worker() -> None:
+        nonlocal next_chunk
         while True:
             with counter_lock:
-                block = next(counter, None)
-            if block is None:
+                c0 = next_chunk
+                c1 = min(n_chunks, c0 + max(1, (n_chunks - c0) // (2 * n_threads)))
+                next_chunk = c1
+            if c0 >= n_chunks:
                 return
-            c0 = block * _BLOCK_CHUNKS
-            kernel(*args, c0, min(n_chunks, c0 + _BLOCK_CHUNKS))
+            kernel(*args, c0, c1)
 
     futures = [_executor(n_threads - 1).submit(worker) for _ in range(n_threads - 1)]
     worker()
@@ -146,6 +148,65 @@ def _run_chunks(kernel, n_chunks: int, *args: Any) -> None:
 
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().numpy()
+
+
+class BufferCache:
+    """Output buffers of the fused kernels whose pages stay mapped between calls.
+
+    glibc hands freed blocks of many MiB back to the OS, so the next call's outputs (the spikes,
+    the dL/dx buffer, the uint8 spikes, the final state) page-fault in again: thousands of
+    faults per call, a large share of a layer's time. :meth:`empty` returns a tensor over a cached
+    block instead; when the tensor (every view of it) is freed, the block comes back here for the
+    next call of that size. At most ``max_free_bytes`` of free blocks are kept; :meth:`clear`
+    drops them. Blocks under ``min_bytes`` come from ``torch.empty``. The tensors are ordinary
+    CPU tensors, except that their storage cannot be resized in place (``resize_``).
+    """
+
+    ALIGN = 64  # bytes: a cache line, and an AVX-512 register
+
+    def __init__(self, max_free_bytes: int, min_bytes: int = 1 << 20) -> None:
+        self.max_free_bytes = max_free_bytes
+        self.min_bytes = min_bytes
+        self._free: dict[int, list[np.ndarray]] = {}
+        self._free_bytes = 0
+        self._lock = threading.Lock()
+
+    def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        """An uninitialised tensor of ``shape`` and ``dtype``."""
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes < self.min_bytes:
+            return torch.empty(shape, dtype=dtype)
+        with self._lock:
+            free = self._free.get(nbytes)
+            block = free.pop() if free else None
+            if block is not None:
+                self._free_bytes -= nbytes
+        if block is None:
+            raw = np.empty(nbytes + self.ALIGN, np.uint8)
+            start = -raw.ctypes.data % self.ALIGN
+            block = raw[start:start + nbytes]
+        view = block.view(_NUMPY_DTYPES[dtype]).reshape(shape)
+        weakref.finalize(view, self._give, block).atexit = False
+        return torch.from_numpy(view)
+
+    def _give(self, block: np.ndarray) -> None:
+        with self._lock:
+            if self._free_bytes + block.nbytes <= self.max_free_bytes:
+                self._free.setdefault(block.nbytes, []).append(block)
+                self._free_bytes += block.nbytes
+
+    @property
+    def free_bytes(self) -> int:
+        return self._free_bytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
+            self._free_bytes = 0
+
+
+BUFFERS = BufferCache(max_free_bytes=1 << 30)
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.uint8: np.uint8}
 
 
 class FusedNeuronFunction(torch.autograd.Function):
@@ -166,13 +227,13 @@ class FusedNeuronFunction(torch.autograd.Function):
         needs_grad = any(ctx.needs_input_grad[:2])
         ctx.set_materialize_grads(False)  # an unused final state gets no zero-filled gradient
         is_ilif = conf.cfg[ops.KIND] == ops.KIND_ILIF
-        spikes = torch.empty_like(x)
-        bits = torch.empty((n_steps if needs_grad else 0, n), dtype=torch.uint8)
+        spikes = BUFFERS.empty((n_steps, n), x.dtype)
+        bits = BUFFERS.empty((n_steps if needs_grad else 0, n), torch.uint8)
         # σ(M) (ILIF with the MPIU) or σ(C) (CLIF) is written into the buffer that the backward
         # turns into dL/dx: keeping it costs no extra allocation
         keep_sgm = needs_grad and (not is_ilif or conf.cfg[ops.MPIU] != 0)
-        grad_buffer = x.new_empty((n_steps if keep_sgm else 0, n))
-        final = x.new_empty((state0.shape[0], n))
+        grad_buffer = BUFFERS.empty((n_steps if keep_sgm else 0, n), x.dtype)
+        final = BUFFERS.empty((state0.shape[0], n), x.dtype)
         want_stats = bool(conf.cfg[ops.WANT_STATS])
         cfg = conf.cfg.copy()
         cfg[ops.CHUNK_LEN] = ops.chunk_len(n_steps, backward=False)
@@ -212,7 +273,8 @@ class FusedNeuronFunction(torch.autograd.Function):
         use_kept = ctx.kept_valid
         ctx.kept_valid = False  # consumed: σ becomes dL/dx
         # the kept σ is read and overwritten with dL/dx in place
-        grad_x = grad_buffer if use_kept and grad_buffer.shape[0] else torch.empty_like(x)
+        grad_x = (grad_buffer if use_kept and grad_buffer.shape[0]
+                  else BUFFERS.empty(tuple(x.shape), x.dtype))
         cfg[ops.KEPT] = int(use_kept)
         _run_chunks(ops.backward, -(-n // int(cfg[ops.CHUNK_LEN])), _np(x), _np(bits),
                     _np(grad_spikes), _np(state0), _np(adj), _np(grad_x),
