@@ -206,9 +206,9 @@ class _Kernels:
 def section_chunks(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(2)
     kern = _Kernels(ILIF())
-    kern.forward(ops.CHUNK_MAX)
+    kern.forward(ops.FORWARD_CHUNK)
     variants: dict[str, Callable[[], Any]] = {}
-    for chunk in (2048, 4096, 8192, 16384):
+    for chunk in (512, 1024, 2048, 4096, 8192):
         variants[f"forward, chunk {chunk}"] = lambda c=chunk: kern.forward(c)
         variants[f"backward (kept), chunk {chunk}"] = lambda c=chunk: kern.backward(c, True)
     res = _interleaved(variants, args.rounds, time.perf_counter)
@@ -223,9 +223,9 @@ def section_backward(args: argparse.Namespace) -> dict[str, Any]:
     chunk = ops.chunk_len(MAIN[0], backward=True)
     for name, neuron in (("ilif", ILIF()), ("lif", LIF())):
         kern = _Kernels(neuron)
-        kern.forward(ops.CHUNK_MAX)
+        kern.forward(ops.FORWARD_CHUNK)
         res = _interleaved({
-            "forward": lambda k=kern: k.forward(ops.CHUNK_MAX),
+            "forward": lambda k=kern: k.forward(ops.FORWARD_CHUNK),
             "backward from the kept σ(M)": lambda k=kern: k.backward(chunk, True),
             "backward recomputing σ(M) too": lambda k=kern: k.backward(chunk, False),
         }, args.rounds)

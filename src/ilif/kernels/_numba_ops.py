@@ -34,7 +34,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-CHUNK_MAX = 8192  # neurons per chunk, at most (the scratch rows' length)
+CHUNK_MAX = 4096  # neurons per chunk, at most (the backward's; the forward takes FORWARD_CHUNK)
+FORWARD_CHUNK = 1024
 
 # cfg: integer configuration of one call
 KIND, CIU, MPIU, DETACH_RESET, DETACH_INHIBITION, SURROGATE, WANT_STATS, CHUNK_LEN = range(8)
@@ -60,16 +61,15 @@ _MAGIC_F64 = 6755399441055744.0 + 1023.0
 
 
 def chunk_len(n_steps: int, backward: bool) -> int:
-    """Neurons per chunk. Long rows keep the hardware prefetchers streaming (each step reads and
-    writes rows of ``x[t]``, S[t], ...; ``benchmarks/kernel_profile.py --only chunks``); the
-    backward also keeps up to 4 recomputed rows per step, so its chunk shrinks for long T to keep
-    those within about 1 MiB (L2)."""
+    """Neurons per chunk (``benchmarks/kernel_profile.py --only chunks``). The forward's chunk
+    keeps its state rows and scratch in L1 across the time loop; the backward's is longer (its
+    per-row loops cost more to set up) and keeps up to 4 recomputed rows per step, so it shrinks
+    for long T to keep those within about 1 MiB (L2)."""
     if not backward:
-        return CHUNK_MAX
+        return FORWARD_CHUNK
     return max(256, min(CHUNK_MAX, (1 << 20) // (16 * max(1, n_steps)) // 64 * 64))
 
 
-# --------------------------------------------------------------------------- elementary functions
 def _bitcast(from_type: types.Number, to_type: types.Number, llvm_from, llvm_to):
     """An intrinsic: the ``to_type`` with the IEEE bits of a ``from_type`` value. Integers are
     first cut (or widened) to the float's width: numba widens int32 arithmetic to int64."""
@@ -355,14 +355,14 @@ def ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
         _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, False, mode)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu):
     """The forward ILIF step of a row (:func:`_ilif_step_loop`)."""
     wide_vectors()
     ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, STEP_FORWARD)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def ilif_recompute_row(x, v, trace, memory, drive, bits, h, sgm, par, ciu, mpiu, sgm_given):
     """The ILIF step of a row recomputed in the backward (:func:`_ilif_step_loop`): h into
     ``h``, and σ(M) into ``sgm`` unless ``sgm_given`` (then read from it)."""
@@ -479,14 +479,14 @@ def _clif_step_loop(x, v, cmem, bits, spk, h, g_sh, g_sc, g_cprev, par, spikes_g
         v[j] = hm - s * (th + sc)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def clif_forward_row(x, v, cmem, bits, spk, h, sc, par):
     """The forward CLIF step of a row (:func:`_clif_step_loop`)."""
     wide_vectors()
     _clif_step_loop(x, v, cmem, bits, spk, h, h, sc, h, par, False, False)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def clif_recompute_row(x, v, cmem, bits, h, g_sh, g_sc, g_cprev, par, sc_given):
     """The CLIF step of a row recomputed in the backward (:func:`_clif_step_loop`)."""
     wide_vectors()
