@@ -6,7 +6,13 @@
 
 One process; for every input size and every candidate: ``--warmup`` runs, then ``--repeats``
 timed runs, interleaved across candidates (so that a load change on a shared machine hits all of
-them alike), reported as medians. Two timings per candidate:
+them alike), reported as medians. Each timed run follows ``--settle`` untimed runs of the same
+candidate, so that it measures the candidate in its steady state rather than the side effects of
+the candidate before it: glibc handing that one's freed memory back to the OS (the next
+allocations page-fault), its caches, and torch's OpenMP threads that keep spinning for a while
+after its parallel ops (about a millisecond to ten; they take cores from a kernel that runs its
+own threads; ``benchmarks/kernel_profile.py --only order`` measures that case). Two timings per
+candidate:
 
 - ``fwd``: the forward of the layer on ``x`` that requires grad (the training forward);
 - ``fwd_bwd``: the forward plus ``torch.autograd.grad(spikes, x, grad_output)`` with a prepared
@@ -235,10 +241,16 @@ def bench_size(
             cand.skipped = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     for _ in range(args.repeats):
         for cand in active:
-            cand.fwd.append(_timed(lambda c=cand: c.run(c.layer, x), device))
-            cand.fwd_bwd.append(
-                _timed(lambda c=cand: torch.autograd.grad(c.run(c.layer, x), x, grad_out), device)
-            )
+            def fwd(c=cand):
+                return c.run(c.layer, x)
+
+            def fwd_bwd(c=cand):
+                return torch.autograd.grad(c.run(c.layer, x), x, grad_out)
+
+            for timings, fn in ((cand.fwd, fwd), (cand.fwd_bwd, fwd_bwd)):
+                for _ in range(args.settle):
+                    fn()
+                timings.append(_timed(fn, device))
     bandwidth = copy_bandwidth(x.numel(), device, args.repeats)
     floor_fwd = FWD_BYTES * x.numel() / bandwidth * 1e3
     floor_fwd_bwd = FWD_BWD_BYTES * x.numel() / bandwidth * 1e3
@@ -385,6 +397,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="wall: elapsed time (default); cpu: CPU time of the process (all its "
                         "threads), which other processes on a shared machine disturb less; use "
                         "it with --threads 1 (idle OpenMP threads spin and would count)")
+    p.add_argument("--settle", type=int, default=None,
+                   help="untimed runs of the same candidate before each timed run (default 2, "
+                        "quick 0): each timing is then of the candidate in its steady state, "
+                        "not of the previous candidate's side effects")
     p.add_argument("--no-heap-trim", action="store_true",
                    help="stop glibc from handing freed heap memory back to the OS (mallopt), so "
                         "that no candidate's time depends on page-faulting its buffers in again "
@@ -401,6 +417,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--device cuda: no CUDA device is available here")
     args.repeats = args.repeats or (3 if args.quick else 15)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
+    args.settle = args.settle if args.settle is not None else (0 if args.quick else 2)
+    if args.settle < 0:
+        p.error(f"--settle must be >= 0, got {args.settle}")
     if args.compile is None:
         args.compile = not args.quick
     if args.size:
@@ -462,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "repeats": args.repeats,
         "warmup": args.warmup,
+        "settle": args.settle,
         "baseline": BASELINE,
         "main_size": [MAIN_SIZE[0], *MAIN_SIZE[1]],
         "floor_bytes_per_neuron_step": {"fwd": FWD_BYTES, "fwd_bwd": FWD_BWD_BYTES},

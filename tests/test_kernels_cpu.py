@@ -420,13 +420,14 @@ def test_benchmark_quick_run_writes_json(tmp_path: Path) -> None:
     md = tmp_path / "neurons.md"
     cmd = [
         sys.executable, str(ROOT / "benchmarks" / "neurons.py"), "--quick", "--size", "4,2,64",
-        "--repeats", "2", "--warmup", "1", "--threads", "1", "--out", str(out),
+        "--repeats", "2", "--warmup", "1", "--settle", "1", "--threads", "1", "--out", str(out),
         "--markdown", str(md),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert {"command", "device", "threads", "baseline", "sizes", "torch"} <= set(report)
+    assert report["settle"] == 1 and report["repeats"] == 2
     (size,) = report["sizes"]
     assert size["shape"] == [4, 2, 64]
     assert {"copy_bandwidth_GBps", "floor_fwd_ms", "floor_fwd_bwd_ms", "results",
