@@ -122,19 +122,19 @@ def section_threads(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- rows
-@njit
+@njit(error_model="numpy")  # as the drivers: no zero-division checks in the loops
 def _repeat_forward_row(k, r, bits, par, ciu, mpiu):
     for _ in range(k):
         ops.ilif_forward_row(r[0], r[1], r[2], r[3], r[4], bits, r[5], r[6], r[7], par, ciu, mpiu)
 
 
-@njit
+@njit(error_model="numpy")  # as the drivers: no zero-division checks in the loops
 def _repeat_surrogate(k, r, par, code):
     for _ in range(k):
         ops.surrogate_row(r[8], r[6], code, par)
 
 
-@njit
+@njit(error_model="numpy")  # as the drivers: no zero-division checks in the loops
 def _repeat_adjoint(k, r, bits, par, ciu, mpiu):
     one = par[ops.ONE]
     for _ in range(k):

@@ -269,6 +269,11 @@ def _spike_bits(hh, zero):
     return np.uint8(1) if hh >= zero else np.uint8(0)
 
 
+# The row functions are inlined into their callers (the drivers), so that no call with a dozen
+# array arguments is made per row and step; a caller must compile with error_model="numpy", as
+# the drivers do: with Python's error model every division gets a zero check and the loops stop
+# vectorising.
+#
 # Every row loop below reads all its inputs before it writes anything: a load that follows a
 # store to an address 4 KiB apart (rows of equal length, page-aligned buffers) waits for it (4K
 # aliasing); with the loads first no load follows a store of the same iteration.
