@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pytest
 import torch
 
@@ -255,6 +256,75 @@ def test_run_chunks_covers_each_chunk_once(n_chunks: int, threads: int) -> None:
     assert covered == list(range(n_chunks))
     if n_chunks == 64:  # guided blocks: far fewer calls than chunks, the last ones small
         assert len(calls) < 32 and min(c1 - c0 for c0, c1 in calls) == 1
+
+
+def _with_threads(n: int, fn):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(n)
+        return fn()
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", ["ilif", "clif", "lif"])
+def test_torch_openmp_launch_matches_eager(name: str, monkeypatch) -> None:
+    """On torch's OpenMP threads (where torch has GNU OpenMP) and on the kernel's own threads:
+    the same spikes, final state, dL/dx and dL/d(initial state) as the eager loop, over many
+    chunks (a chunk run twice would add its dL/d(initial state) twice)."""
+    from ilif.kernels import _omp
+
+    if _omp.runtime() is None:
+        pytest.skip("torch has no GNU-compatible OpenMP runtime here")
+    n = 9 * cpu._ops().CHUNK_MAX + 123
+    x = _input((4, n), seed=51)
+    grad_out = _input(x.shape, seed=52)
+    ref, _ = _pair(name, "sigmoid", 1.0)
+
+    def run(neuron):
+        init = [_input((n,), seed=60 + i).abs().mul(0.3).requires_grad_()
+                for i in range(len(neuron.state_type._fields))]
+        neuron.state = neuron.state_type(*init)
+        return _run(neuron, x, grad_out, *init)
+
+    want = run(ref)
+    for use_openmp in (True, False):
+        monkeypatch.setattr(cpu, "USE_TORCH_OPENMP", use_openmp)
+        fused = _pair(name, "sigmoid", 1.0)[1]
+        with mock.patch.object(_omp, "run", wraps=_omp.run) as spy:
+            spikes, final, (gx, *g_state) = _with_threads(2, lambda fused=fused: run(fused))
+        assert spy.call_count == (2 if use_openmp else 0)  # forward and backward
+        assert torch.equal(spikes, want[0])
+        for a, b in zip(final, want[1], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        _assert_grads_close(gx, want[2][0])
+        for a, b in zip(g_state, want[2][1:], strict=True):
+            _assert_grads_close(a, b)
+
+
+def test_openmp_blocks_cover_each_chunk_once() -> None:
+    """The guided schedule of the OpenMP launch: consecutive blocks, each a share of what is
+    left, at least one chunk, until every chunk is taken."""
+    from numba import njit
+
+    from ilif.kernels import _omp
+
+    @njit
+    def take_all(meta):
+        out = []
+        while True:
+            c0, c1 = _omp._next_block(meta)
+            if c0 >= c1:
+                return out
+            out.append((c0, c1))
+
+    for n_chunks, n_threads in ((1, 2), (7, 2), (128, 2), (129, 3)):
+        meta = np.zeros(_omp.HEADER, np.int64)
+        meta[_omp.N_CHUNKS], meta[_omp.N_THREADS] = n_chunks, n_threads
+        blocks = take_all(meta)
+        assert [c for c0, c1 in blocks for c in range(c0, c1)] == list(range(n_chunks))
+        first = blocks[0][1] - blocks[0][0]
+        assert first == max(1, n_chunks // (2 * n_threads)) and blocks[-1][1] - blocks[-1][0] >= 1
 
 
 def test_buffer_cache_reuses_freed_blocks() -> None:

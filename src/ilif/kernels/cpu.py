@@ -146,6 +146,24 @@ def _run_chunks(kernel, n_chunks: int, *args: Any) -> None:
         f.result()
 
 
+USE_TORCH_OPENMP = True  # run the kernels on torch's OpenMP threads where it has GNU OpenMP
+
+
+def _launch(kind: str, n_chunks: int, *arrays: np.ndarray) -> None:
+    """Run the driver ``kind`` ("forward" or "backward") of :mod:`ilif.kernels._numba_ops` over
+    ``n_chunks`` chunks on ``torch.get_num_threads()`` threads: torch's own OpenMP threads where
+    possible (:mod:`ilif.kernels._omp`: they may still be spinning after the previous torch op,
+    and threads of our own would share the cores with them), else :func:`_run_chunks`."""
+    n_threads = max(1, min(torch.get_num_threads(), n_chunks))
+    if n_threads > 1 and USE_TORCH_OPENMP:
+        from ilif.kernels import _omp
+
+        if _omp.runtime() is not None:
+            _omp.run(kind, n_chunks, n_threads, arrays)
+            return
+    _run_chunks(getattr(_ops(), kind), n_chunks, *arrays)
+
+
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().numpy()
 
@@ -241,8 +259,8 @@ class FusedNeuronFunction(torch.autograd.Function):
         stats = np.zeros((n_chunks if want_stats else 0, 3, n_steps), np.float64)
         # an all-zero initial state is passed as an empty array, which the kernel does not read
         state_in = _np(state0)[:, :0] if zero_state else _np(state0)
-        _run_chunks(ops.forward, n_chunks, _np(x), state_in, _np(spikes), _np(bits),
-                    _np(grad_buffer), _np(final), conf.par, cfg, stats)
+        _launch("forward", n_chunks, _np(x), state_in, _np(spikes), _np(bits),
+                _np(grad_buffer), _np(final), conf.par, cfg, stats)
         if want_stats:
             stats_out.append(stats.sum(axis=0))
         if needs_grad:
@@ -276,9 +294,8 @@ class FusedNeuronFunction(torch.autograd.Function):
         grad_x = (grad_buffer if use_kept and grad_buffer.shape[0]
                   else BUFFERS.empty(tuple(x.shape), x.dtype))
         cfg[ops.KEPT] = int(use_kept)
-        _run_chunks(ops.backward, -(-n // int(cfg[ops.CHUNK_LEN])), _np(x), _np(bits),
-                    _np(grad_spikes), _np(state0), _np(adj), _np(grad_x),
-                    ctx.conf.par, cfg)
+        _launch("backward", -(-n // int(cfg[ops.CHUNK_LEN])), _np(x), _np(bits),
+                _np(grad_spikes), _np(state0), _np(adj), _np(grad_x), ctx.conf.par, cfg)
         return grad_x, (adj if want_state_grad else None), None, None, None
 
 
