@@ -190,8 +190,8 @@ class _Kernels:
     def forward(self, chunk: int) -> None:
         cfg = self.cfg.copy()
         cfg[ops.CHUNK_LEN] = chunk
-        cpu._run_chunks(ops.forward, -(-MAIN[1] // chunk), self.x, self.state0, self.spikes,
-                        self.bits, self.sgm, self.final, self.par, cfg, self.stats)
+        cpu._launch("forward", -(-MAIN[1] // chunk), self.x, self.state0, self.spikes, self.bits,
+                    self.sgm, self.final, self.par, cfg, self.stats)
 
     def backward(self, chunk: int, kept: bool) -> None:
         cfg = self.cfg.copy()
@@ -199,8 +199,8 @@ class _Kernels:
         cfg[ops.KEPT] = int(kept)
         # with ``kept`` the kernel reads σ(M) from ``gx``, where the forward of a real call
         # leaves it; here it holds the finite values of the previous call (the time is the same)
-        cpu._run_chunks(ops.backward, -(-MAIN[1] // chunk), self.x, self.bits, self.gout,
-                        self.state0, self.adj, self.gx, self.par, cfg)
+        cpu._launch("backward", -(-MAIN[1] // chunk), self.x, self.bits, self.gout, self.state0,
+                    self.adj, self.gx, self.par, cfg)
 
 
 def section_chunks(args: argparse.Namespace) -> dict[str, Any]:
