@@ -267,8 +267,9 @@ def _with_threads(n: int, fn):
         torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("name", ["ilif", "clif", "lif"])
-def test_torch_openmp_launch_matches_eager(name: str, monkeypatch) -> None:
+@pytest.mark.parametrize("name,dtype", [("ilif", torch.float32), ("clif", torch.float32),
+                                        ("lif", torch.float32), ("ilif", torch.float64)])
+def test_torch_openmp_launch_matches_eager(name: str, dtype: torch.dtype, monkeypatch) -> None:
     """On torch's OpenMP threads (where torch has GNU OpenMP) and on the kernel's own threads:
     the same spikes, final state, dL/dx and dL/d(initial state) as the eager loop, over many
     chunks (a chunk run twice would add its dL/d(initial state) twice)."""
@@ -277,12 +278,12 @@ def test_torch_openmp_launch_matches_eager(name: str, monkeypatch) -> None:
     if _omp.runtime() is None:
         pytest.skip("torch has no GNU-compatible OpenMP runtime here")
     n = 9 * cpu._ops().CHUNK_MAX + 123
-    x = _input((4, n), seed=51)
-    grad_out = _input(x.shape, seed=52)
+    x = _input((4, n), seed=51, dtype=dtype)
+    grad_out = _input(x.shape, seed=52, dtype=dtype)
     ref, _ = _pair(name, "sigmoid", 1.0)
 
     def run(neuron):
-        init = [_input((n,), seed=60 + i).abs().mul(0.3).requires_grad_()
+        init = [_input((n,), seed=60 + i, dtype=dtype).abs().mul(0.3).requires_grad_()
                 for i in range(len(neuron.state_type._fields))]
         neuron.state = neuron.state_type(*init)
         return _run(neuron, x, grad_out, *init)

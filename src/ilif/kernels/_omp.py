@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,7 +85,7 @@ def _array(meta, k, ndim, dtype):
     return carray(ptr, (meta[base + 1], meta[base + 2], meta[base + 3]), dtype)
 
 
-def _bodies(dtype) -> dict[str, object]:
+def _bodies(dtype: types.Float) -> dict[str, Any]:
     """The ``cfunc`` bodies of the forward and backward drivers for one float dtype."""
     f, u8, i64, f64 = dtype, types.uint8, types.int64, types.float64
 
@@ -117,7 +118,7 @@ def _bodies(dtype) -> dict[str, object]:
 
 _LOCK = threading.Lock()
 _RUNTIME: list = []  # [the GOMP_parallel ctypes function or None], once looked up
-_BODIES: dict[tuple[str, np.dtype], object] = {}
+_BODIES: dict[tuple[str, np.dtype], Any] = {}
 
 
 def _find_libgomp() -> str | None:
@@ -136,7 +137,7 @@ def _find_libgomp() -> str | None:
     return None
 
 
-def runtime():
+def runtime() -> Any:
     """``GOMP_parallel`` of torch's OpenMP runtime (a ctypes function), or None."""
     with _LOCK:
         if not _RUNTIME:
@@ -154,7 +155,7 @@ def runtime():
         return _RUNTIME[0]
 
 
-def _body(kind: str, dtype: np.dtype):
+def _body(kind: str, dtype: np.dtype) -> Any:
     key = (kind, np.dtype(dtype))
     with _LOCK:
         if key not in _BODIES:
