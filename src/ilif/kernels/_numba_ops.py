@@ -63,7 +63,7 @@ _MAGIC_F64 = 6755399441055744.0 + 1023.0
 def chunk_len(n_steps: int, backward: bool) -> int:
     """Neurons per chunk (``benchmarks/kernel_profile.py --only chunks``). The forward's chunk
     keeps its state rows and scratch in L1 across the time loop; the backward's is longer (its
-    per-row loops cost more to set up) and keeps up to 4 recomputed rows per step, so it shrinks
+    per-row loops cost more to set up) and keeps up to 3 recomputed rows per step, so it shrinks
     for long T to keep those within about 1 MiB (L2)."""
     if not backward:
         return FORWARD_CHUNK
@@ -527,6 +527,16 @@ def clif_backward_step(bt, got, gxt, gv, gc, sht, cpt, gsur, lam, th, tau, zero,
 # integer index then a slice keeps numba's contiguous row type; ``a[:, :m][k]`` would not).
 
 
+@njit(inline="always")
+def _load_rows(dst, src, zero, lo, m):
+    """``dst[k, :m] = src[k, lo:lo + m]`` for every row k of ``src``, or 0 when ``zero``."""
+    for k in range(src.shape[0]):
+        if zero:
+            dst[k, :m] = 0
+        else:
+            dst[k, :m] = src[k, lo:lo + m]
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats, c0, c1):
     """Fused forward over the chunks [c0, c1) of ``x[T, N]`` from ``state0[S, N]`` (an empty
@@ -555,11 +565,7 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats
         lo = c * ch
         hi = min(n, lo + ch)
         m = hi - lo
-        for kk in range(n_state):
-            if zero0:
-                ws[kk, :m] = 0
-            else:
-                ws[kk, :m] = state0[kk, lo:hi]
+        _load_rows(ws, state0, zero0, lo, m)
         for t in range(n_steps):
             spk = out_spikes[t, lo:hi]
             bits = out_bits[t, lo:hi] if want_bits else no_bits[:m]
@@ -607,22 +613,15 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
     keep_inh = zero if cfg[DETACH_INHIBITION] else one
     ws = np.zeros((4, ch), x.dtype)  # working state of the recomputation
     ga = np.zeros((4, ch), x.dtype)  # adjoints of the state
-    rec = np.empty((4, n_steps, ch), x.dtype)  # recomputed per-step values
+    rec = np.empty((3, n_steps, ch), x.dtype)  # recomputed per-step values
     h = np.empty(ch, x.dtype)
     gsur = np.empty(ch, x.dtype)
     for c in range(c0, c1):
         lo = c * ch
         hi = min(n, lo + ch)
         m = hi - lo
-        for kk in range(n_state):
-            if zero0:
-                ws[kk, :m] = 0
-            else:
-                ws[kk, :m] = state0[kk, lo:hi]
-            if want_adj:
-                ga[kk, :m] = adj[kk, lo:hi]
-            else:
-                ga[kk, :m] = 0
+        _load_rows(ws, state0, zero0, lo, m)
+        _load_rows(ga, adj, not want_adj, lo, m)
         if kind == KIND_ILIF:
             for t in range(n_steps):
                 ilif_recompute_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m],
@@ -638,11 +637,11 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
         else:
             for t in range(n_steps):
                 clif_recompute_row(x[t, lo:hi], ws[0, :m], ws[1, :m], bits[t, lo:hi], h[:m],
-                                   rec[1, t, :m], gx[t, lo:hi], rec[3, t, :m], par, kept)
+                                   rec[1, t, :m], gx[t, lo:hi], rec[2, t, :m], par, kept)
                 surrogate_row(rec[0, t, :m], h[:m], code, par)
             for t in range(n_steps - 1, -1, -1):
                 clif_backward_step(bits[t, lo:hi], gout[t, lo:hi], gx[t, lo:hi], ga[0, :m],
-                                   ga[1, :m], rec[1, t, :m], rec[3, t, :m], rec[0, t, :m], lam,
+                                   ga[1, :m], rec[1, t, :m], rec[2, t, :m], rec[0, t, :m], lam,
                                    th, par[TAU], zero, one, keep_reset)
         if want_adj:
             for kk in range(n_state):

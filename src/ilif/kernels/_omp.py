@@ -17,8 +17,8 @@ uses its own threads.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
-import threading
 from typing import Any
 
 import numpy as np
@@ -85,9 +85,12 @@ def _array(meta, k, ndim, dtype):
     return carray(ptr, (meta[base + 1], meta[base + 2], meta[base + 3]), dtype)
 
 
-def _bodies(dtype: types.Float) -> dict[str, Any]:
-    """The ``cfunc`` bodies of the forward and backward drivers for one float dtype."""
-    f, u8, i64, f64 = dtype, types.uint8, types.int64, types.float64
+@functools.cache
+def _bodies(dtype: np.dtype) -> dict[str, Any]:
+    """The ``cfunc`` bodies of the forward and backward drivers for one float dtype (compiled,
+    or loaded from numba's cache, on first use)."""
+    f = types.float32 if dtype == np.float32 else types.float64
+    u8, i64, f64 = types.uint8, types.int64, types.float64
 
     @cfunc(types.void(types.voidptr), nopython=True, error_model="numpy", cache=True)
     def forward(data):
@@ -116,11 +119,6 @@ def _bodies(dtype: types.Float) -> dict[str, Any]:
     return {"forward": forward, "backward": backward}
 
 
-_LOCK = threading.Lock()
-_RUNTIME: list = []  # [the GOMP_parallel ctypes function or None], once looked up
-_BODIES: dict[tuple[str, np.dtype], Any] = {}
-
-
 def _find_libgomp() -> str | None:
     """The path of the GNU OpenMP runtime torch uses: its wheel's copy, else one that is loaded."""
     bundled = os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp.so.1")
@@ -137,32 +135,21 @@ def _find_libgomp() -> str | None:
     return None
 
 
+@functools.cache
 def runtime() -> Any:
     """``GOMP_parallel`` of torch's OpenMP runtime (a ctypes function), or None."""
-    with _LOCK:
-        if not _RUNTIME:
-            fn = None
-            if "OpenMP" in torch.__config__.parallel_info():
-                path = _find_libgomp()
-                try:
-                    fn = ctypes.CDLL(path).GOMP_parallel if path else None
-                except (OSError, AttributeError):
-                    fn = None
-            if fn is not None:
-                fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
-                fn.restype = None
-            _RUNTIME.append(fn)
-        return _RUNTIME[0]
-
-
-def _body(kind: str, dtype: np.dtype) -> Any:
-    key = (kind, np.dtype(dtype))
-    with _LOCK:
-        if key not in _BODIES:
-            numba_type = types.float32 if key[1] == np.float32 else types.float64
-            for name, body in _bodies(numba_type).items():
-                _BODIES[(name, key[1])] = body
-        return _BODIES[key]
+    if "OpenMP" not in torch.__config__.parallel_info():
+        return None
+    path = _find_libgomp()
+    if path is None:
+        return None
+    try:
+        fn = ctypes.CDLL(path).GOMP_parallel
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+    fn.restype = None
+    return fn
 
 
 def run(kind: str, n_chunks: int, n_threads: int, arrays: tuple[np.ndarray, ...]) -> None:
@@ -176,5 +163,5 @@ def run(kind: str, n_chunks: int, n_threads: int, arrays: tuple[np.ndarray, ...]
         base = HEADER + PER_ARRAY * k
         meta[base] = a.ctypes.data
         meta[base + 1:base + 1 + a.ndim] = a.shape
-    body = _body(kind, arrays[0].dtype)
+    body = _bodies(arrays[0].dtype)[kind]
     runtime()(body.address, meta.ctypes.data, n_threads, 0)
