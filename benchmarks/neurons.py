@@ -50,7 +50,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,6 +63,7 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from ilif.files import write_text
 from ilif.neurons import CLIF, ILIF, LIF
 
 FULL_SIZES = [
@@ -371,14 +371,6 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -489,9 +481,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     text = table(results)
     print(text)
-    _write_atomic(args.out, json.dumps(report, indent=1) + "\n")
+    write_text(args.out, json.dumps(report, indent=1) + "\n")
     if args.markdown:
-        _write_atomic(args.markdown, text + "\n")
+        write_text(args.markdown, text + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -32,7 +32,10 @@ def test_plan_runs_item_1_whole_first_and_commands_name_config_and_seed():
     assert [j.name for j in jobs[:3]] == ["width s1", "width s2", "width s3"]
     assert len({j.name for j in jobs}) == len(jobs)
     assert {j.part.name for j in jobs} == set(PARTS)
+    assert len(jobs) == sum(len(p.seeds) for p in PARTS.values())  # every seed of every part
     command = PARTS["ablation"].command("runs/study", 2)
+    assert "--data-root" not in command
+    assert PARTS["ablation"].command("r", 2, data_root="/data")[-2:] == ["--data-root", "/data"]
     assert command[1:4] == ["-m", "ilif", "sweep"]
     assert command[command.index("--seeds") + 1] == "2"
     assert command[command.index("--out") + 1] == str(Path("runs/study/ablation/s2"))

@@ -44,6 +44,15 @@ def test_loss_matches_a_hand_computed_value():
     assert SpikingLoss(lam, target="onehot")(outputs, labels).item() == pytest.approx(
         (1 - lam) * ce + lam * mse_onehot, rel=1e-6)
     assert SpikingLoss(0.0)(outputs, labels).item() == pytest.approx(ce, rel=1e-6)
+    # training and `ilif eval` build the loss from the config alike, label smoothing included
+    config = TrainConfig(loss_lambda=lam, loss_target="onehot", label_smoothing=0.2)
+    smoothed = torch.nn.functional.cross_entropy(
+        outputs.reshape(-1, outputs.shape[-1]), labels.repeat(outputs.shape[0]),
+        label_smoothing=0.2)
+    assert SpikingLoss.from_config(config)(outputs, labels).item() == pytest.approx(
+        (1 - lam) * smoothed.item() + lam * torch.nn.functional.mse_loss(
+            outputs, torch.nn.functional.one_hot(labels, outputs.shape[-1]).float().expand_as(
+                outputs)).item(), rel=1e-6)
 
 
 def test_prediction_is_the_argmax_of_the_summed_readouts():
@@ -210,6 +219,19 @@ def test_validation_comes_from_the_unaugmented_training_set():
     assert torch.equal(val[0][0], val[0][0])  # un-augmented: the same tensor each time
     draws = [train[0][0] for _ in range(12)]  # augmented: random crops differ
     assert any(not torch.equal(draws[0], d) for d in draws[1:])
+
+
+def test_train_size_keeps_a_seeded_random_subset():
+    from ilif.train.data import build_data
+
+    base = {**FAST, "val_split": 0.0}
+    full = build_data(TrainConfig(**base)).train
+    kept = build_data(TrainConfig(**base, train_size=100)).train
+    again = build_data(TrainConfig(**base, train_size=100)).train
+    other = build_data(TrainConfig(**base, train_size=100, seed=7)).train
+    assert len(kept) == 100 and kept.indices == again.indices  # seeded
+    assert kept.indices != list(range(100)) and kept.indices != other.indices  # drawn, not the head
+    assert kept.indices == sorted(kept.indices) and max(kept.indices) < len(full)
 
 
 class PoisonWeights:

@@ -37,7 +37,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None] | bytes) -
 
 
 def write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path, text.encode("utf-8"))
 
 
 def write_json(path: str | Path, value: Any) -> None:
@@ -62,18 +62,19 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """``value`` with numpy/torch scalars as Python numbers and NaN/inf as None."""
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:  # numpy or torch scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
 def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")

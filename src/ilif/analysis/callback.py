@@ -55,7 +55,6 @@ class AnalysisCallback:
         self.max_batches = max_batches
         self.config: Any = None
         self.gradients: GradientMonitor | None = None
-        self.last_gradients: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------- during training
     def on_train_start(self, model: nn.Module, config: Any) -> None:
@@ -73,7 +72,6 @@ class AnalysisCallback:
         metrics["layer_grad_norm_per_step"] = {
             n: v["grad_norm_per_step"] for n, v in layers.items()
         }
-        self.last_gradients = metrics
 
     # ------------------------------------------------------------------------------ at the end
     def on_train_end(self, model: nn.Module, summary: dict[str, Any]) -> None:
@@ -83,7 +81,7 @@ class AnalysisCallback:
         if not _is_main_process():
             return
         history = self._history(summary)
-        last = history[-1] if history else self.last_gradients
+        last = history[-1] if history else {}
         analysed = self._selected_model(model, summary)
         test = self._test_pass(analysed, summary)
         summary["analysis"] = {

@@ -10,11 +10,16 @@ from ilif.analysis.energy import EnergyConstants
 
 
 def _add_energy_flags(parser: argparse.ArgumentParser) -> None:
+    from ilif.analysis.energy import EnergyConstants
+
+    default = EnergyConstants()
     group = parser.add_argument_group("energy model (SPEC §6)")
-    group.add_argument("--mac-pj", type=float, default=4.6, help="energy of a MAC (pJ)")
-    group.add_argument("--ac-pj", type=float, default=0.9, help="energy of an accumulate (pJ)")
-    group.add_argument("--sigmoid-macs", type=float, default=4.0,
-                       help="cost of one sigmoid in MACs (default 4)")
+    group.add_argument("--mac-pj", type=float, default=default.mac_pj,
+                       help=f"energy of a MAC (pJ, default {default.mac_pj})")
+    group.add_argument("--ac-pj", type=float, default=default.ac_pj,
+                       help=f"energy of an accumulate (pJ, default {default.ac_pj})")
+    group.add_argument("--sigmoid-macs", type=float, default=default.sigmoid_macs,
+                       help=f"cost of one sigmoid in MACs (default {default.sigmoid_macs:g})")
     group.add_argument("--state-access-pj", type=float, default=None,
                        help="count state memory traffic at this energy per access (pJ)")
     group.add_argument("--encoding-once", action="store_true",
@@ -28,7 +33,7 @@ def _constants(args: argparse.Namespace) -> EnergyConstants:
 
 def _sweep(args: argparse.Namespace) -> int:
     from ilif.analysis.sweep import failed, make_grid, parse_list, run_sweep
-    from ilif.train.cli import resolve_config
+    from ilif.train.cli import _user_errors, resolve_config
 
     try:
         base = resolve_config(args)
@@ -40,7 +45,7 @@ def _sweep(args: argparse.Namespace) -> int:
                          parse_list(args.widths, float, "--widths"),
                          parse_list(args.seeds, int, "--seeds"), variants)
         grid.cells()  # checks the variants
-    except (ValueError, FileNotFoundError) as err:
+    except _user_errors() as err:
         print(f"ilif sweep: error: {err}", file=sys.stderr)
         return 2
     rows = run_sweep(base, grid, args.out, _constants(args), args.analysis_batches)

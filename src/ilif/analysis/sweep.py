@@ -23,6 +23,7 @@ from typing import Any
 
 from ilif.analysis.callback import AnalysisCallback
 from ilif.analysis.energy import EnergyConstants
+from ilif.files import write_text
 
 SWEEP_FILE = "sweep.json"
 RESULTS_CSV, RESULTS_JSON = "results.csv", "results.json"
@@ -278,8 +279,7 @@ def run_sweep(
                 message = str(err).splitlines()[0] if str(err) else ""
                 status = f"failed: {type(err).__name__}: {message}"
                 say(f"{head}: {status}")
-                (run_dir / "error.txt").parent.mkdir(parents=True, exist_ok=True)
-                (run_dir / "error.txt").write_text(traceback.format_exc())
+                write_text(run_dir / "error.txt", traceback.format_exc())
                 summary = {"run_dir": str(run_dir)}
         row = result_row(cell, summary, status)
         rows.append(row)

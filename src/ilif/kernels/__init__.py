@@ -17,17 +17,10 @@ __all__ = ["fused_multi_step", "triton_module"]
 
 
 def triton_module():
-    """:mod:`ilif.kernels.triton_kernels`, or None when Triton (or the module) is missing."""
-    try:
-        from ilif.kernels import triton_kernels
-    except ImportError:
-        return None
-    try:
-        if not triton_kernels.triton_available():
-            return None
-    except Exception:  # a broken Triton install counts as missing
-        return None
-    return triton_kernels
+    """:mod:`ilif.kernels.triton_kernels`, or None when Triton is missing (or broken)."""
+    from ilif.kernels import triton_kernels  # imports Triton lazily itself
+
+    return triton_kernels if triton_kernels.triton_available() else None
 
 
 def _run_triton(neuron, x_seq: Tensor, state: NamedTuple, want_stats: bool, explicit: bool):

@@ -29,7 +29,6 @@ class SpikingConvNet(SpikingModel):
         T: int,
         head_pool: int,
         dropout: float = 0.0,
-        conv_bias: bool = False,
     ) -> None:
         super().__init__(T)
         blocks: list[nn.Module] = []
@@ -38,7 +37,7 @@ class SpikingConvNet(SpikingModel):
             if item == "P":
                 blocks.append(TimeDistributed(nn.AvgPool2d(2)))
             else:
-                blocks.append(SpikingConv(channels, int(item), make_neuron, dropout, conv_bias))
+                blocks.append(SpikingConv(channels, int(item), make_neuron, dropout))
                 channels = int(item)
         self.features = nn.Sequential(*blocks)
         self.pool = TimeDistributed(nn.AdaptiveAvgPool2d(head_pool))

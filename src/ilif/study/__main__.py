@@ -9,11 +9,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import traceback
 from pathlib import Path
 
-from ilif.study.plan import DEFAULT_ROOT, PARTS, missing_data, nmnist_tree, run_jobs, study_jobs
+from ilif.study.plan import (
+    DEFAULT_ROOT,
+    NMNIST_DATA,
+    PARTS,
+    missing_data,
+    nmnist_tree,
+    run_jobs,
+    study_jobs,
+)
 from ilif.study.write import DOC, FIGURES, write_results_doc
 
 
@@ -61,9 +70,12 @@ def main(argv: list[str] | None = None) -> int:
             if reason:
                 print(f"{job.name}: skipped, real data missing ({reason})")
                 continue
-            if job.part.name == "nmnist-smoke":
-                nmnist_tree(shared, root / "nmnist-data")
-            runnable.append(job)
+            # the sweeps read the data from here, whatever the configs say
+            if job.part.needs == NMNIST_DATA:  # linked into the standard N-MNIST tree
+                data_root = nmnist_tree(shared, root / "nmnist-data")
+            else:
+                data_root = shared if job.part.needs else None  # None: data built in
+            runnable.append(dataclasses.replace(job, data_root=data_root))
         print(f"study: {len(runnable)} sweeps into {root} ({args.jobs} at a time); the document "
               f"is rewritten after each", flush=True)
 

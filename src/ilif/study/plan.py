@@ -34,14 +34,16 @@ class Part:
     surrogates: tuple[str, ...] = ("rectangle",)
     seeds: tuple[int, ...] = SEEDS
     analysis_batches: int | None = None
-    needs: str | None = None  # the real-data folder the part reads ("cifar10", "nmnist")
+    needs: str | None = None  # the real-data folder it reads, relative to the shared data
 
     def out(self, root: str | Path, seed: int) -> Path:
         """The sweep directory of one seed."""
         return Path(root) / self.name / f"s{seed}"
 
-    def command(self, root: str | Path, seed: int, python: str = "python") -> list[str]:
-        """The ``ilif sweep`` command line of one seed of this part."""
+    def command(self, root: str | Path, seed: int, python: str = "python",
+                data_root: str | Path | None = None) -> list[str]:
+        """The ``ilif sweep`` command line of one seed of this part (``data_root``: the dataset
+        folder, instead of the config's)."""
         args = [python, "-m", "ilif", "sweep", "--config", self.config,
                 "--neurons", ",".join(self.neurons),
                 "--surrogates", ",".join(self.surrogates),
@@ -49,6 +51,8 @@ class Part:
                 "--seeds", str(seed), "--out", str(self.out(root, seed)), "--no-report"]
         if self.analysis_batches is not None:
             args += ["--analysis-batches", str(self.analysis_batches)]
+        if data_root is not None:
+            args += ["--data-root", str(data_root)]
         return args
 
     def cells_per_seed(self) -> int:
@@ -56,25 +60,27 @@ class Part:
 
 
 CIFAR = "configs/study/cifar10.yaml"
+CIFAR_DATA = "cifar-10-batches-py"
+NMNIST_DATA = "events/nmnist/NMNISTsmall"
 WIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 PARTS: dict[str, Part] = {
     part.name: part for part in (
         # item 1: LIF vs ILIF over γ (also the LIF and ILIF rows of items 2–5)
         Part("width", CIFAR, ("lif", "ilif"), WIDTHS, seeds=(1, 2, 3, 4, 5), analysis_batches=5,
-             needs="cifar10"),
+             needs=CIFAR_DATA),
         # item 2: the two inhibitory units alone
-        Part("ablation", CIFAR, ("ilif-mpiu", "ilif-ciu"), analysis_batches=5, needs="cifar10"),
+        Part("ablation", CIFAR, ("ilif-mpiu", "ilif-ciu"), analysis_batches=5, needs=CIFAR_DATA),
         # item 3: the other surrogate shapes at the same width
         Part("surrogate", CIFAR, ("lif", "ilif"), surrogates=("triangle", "sigmoid", "atan"),
-             analysis_batches=5, needs="cifar10"),
+             analysis_batches=5, needs=CIFAR_DATA),
         # item 4: the comparators
-        Part("neurons", CIFAR, ("plif", "alif", "clif"), analysis_batches=5, needs="cifar10"),
+        Part("neurons", CIFAR, ("plif", "alif", "clif"), analysis_batches=5, needs=CIFAR_DATA),
         # item 6: the γ study on event data, and the real N-MNIST smoke check
         Part("dvs-width", "configs/study/digits-dvs.yaml", ("lif", "ilif"), WIDTHS,
              seeds=(1, 2, 3, 4, 5)),
         Part("nmnist-smoke", "configs/study/nmnist-smoke.yaml", ("lif", "ilif"), seeds=(1,),
-             needs="nmnist"),
+             needs=NMNIST_DATA),
     )
 }
 
@@ -94,6 +100,7 @@ ORDER: tuple[tuple[str, int], ...] = (
 class Job:
     part: Part
     seed: int
+    data_root: Path | None = None  # the dataset folder of its sweeps (None: the config's)
 
     @property
     def name(self) -> str:
@@ -105,7 +112,10 @@ def study_jobs(parts: Sequence[str] | None = None, seeds: Sequence[int] | None =
     for name in parts or ():
         if name not in PARTS:
             raise ValueError(f"unknown study part {name!r}; valid parts: {', '.join(PARTS)}")
-    return [Job(PARTS[name], seed) for name, seed in ORDER
+    # every seed of every part, those of ORDER first in its order
+    order = [*ORDER, *((p.name, s) for p in PARTS.values() for s in p.seeds
+                       if (p.name, s) not in ORDER)]
+    return [Job(PARTS[name], seed) for name, seed in order
             if (not parts or name in parts) and (not seeds or seed in seeds)
             and seed in PARTS[name].seeds]
 
@@ -115,7 +125,7 @@ def nmnist_tree(shared: Path, dest: Path) -> Path:
     """Link the real N-MNIST recordings of ``shared/events/nmnist/NMNISTsmall`` (``<id>.bs2``,
     labels in ``train1K.txt`` / ``test100.txt``) into the standard ``Train|Test/<digit>/<n>.bin``
     tree under ``dest`` (ids above 60,000 are test samples, numbered from 1). Links, no copies."""
-    folder = shared / "events" / "nmnist" / "NMNISTsmall"
+    folder = shared / NMNIST_DATA
     labels: dict[int, int] = {}
     for name in ("train1K.txt", "test100.txt"):
         lines = (folder / name).read_text().splitlines()[1:]  # a header line, then "<id> <label>"
@@ -132,10 +142,8 @@ def nmnist_tree(shared: Path, dest: Path) -> Path:
 
 def missing_data(part: Part, shared: Path) -> str | None:
     """Why ``part`` cannot run here (its real data is absent), or None."""
-    if part.needs == "cifar10" and not (shared / "cifar-10-batches-py").is_dir():
-        return f"{shared / 'cifar-10-batches-py'} not found"
-    if part.needs == "nmnist" and not (shared / "events" / "nmnist" / "NMNISTsmall").is_dir():
-        return f"{shared / 'events' / 'nmnist' / 'NMNISTsmall'} not found"
+    if part.needs is not None and not (shared / part.needs).is_dir():
+        return f"{shared / part.needs} not found"
     return None
 
 
@@ -171,7 +179,7 @@ def run_jobs(
                 job = pending.pop(0)
                 log_path = logs / f"{job.part.name}_s{job.seed}.log"
                 log = log_path.open("a")
-                command = job.part.command(root, job.seed, sys.executable)
+                command = job.part.command(root, job.seed, sys.executable, job.data_root)
                 process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
                 running[job.name] = (job, process, time.perf_counter(), log)
                 say(f"[{total - len(pending)}/{total}] {job.name}: started "

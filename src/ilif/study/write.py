@@ -140,10 +140,6 @@ def series_table(groups: dict[Any, list[dict[str, Any]]], names: Sequence[str],
     return md_table(head, rows)
 
 
-def pct(x: float, digits: int = 2) -> str:
-    return f"{x:.{digits}f}"
-
-
 def sentence_compare(what: str, a: str, b: str, comp: Comparison, unit: str, digits: int,
                      higher: str = "higher", lower: str = "lower") -> str:
     """``what of A is m_a vs m_b for B: <verdict>`` as one generated sentence."""

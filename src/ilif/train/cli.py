@@ -132,7 +132,7 @@ def _eval(args: argparse.Namespace) -> int:
             raise ValueError("--split val: this run has no validation split (val_split = 0)")
         loader = eval_loader(part, args.batch_size or config.batch_size, args.workers,
                              DistContext(), device.type == "cuda")
-        loss_fn = SpikingLoss(config.loss_lambda, config.loss_target, config.loss_target_value)
+        loss_fn = SpikingLoss.from_config(config)
         with SpikeMonitor(model) as monitor:
             result = evaluate(model, loader, device, loss_fn=loss_fn,
                               limit_batches=args.limit_eval_batches, monitor=monitor,

@@ -48,8 +48,8 @@ def build_data(config: TrainConfig) -> RunData:
         plain = data.get_dataset(config.dataset, split="train", augment=False, **common)
         train, val = data.train_val_split(train, config.val_split, config.seed, eval_dataset=plain)
     if config.train_size is not None and config.train_size < len(train):
-        keep = np.sort(np.random.default_rng(config.seed + 1).permutation(len(train)))
-        train = Subset(train, keep[: config.train_size].tolist())
+        drawn = np.random.default_rng(config.seed + 1).permutation(len(train))
+        train = Subset(train, np.sort(drawn[: config.train_size]).tolist())
     return RunData(train, val, test, info, T)
 
 

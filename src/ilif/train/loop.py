@@ -49,7 +49,8 @@ def spike_summary(monitor: SpikeMonitor | None, ctx: DistContext) -> dict[str, A
     if monitor is None:
         return {}
     summary = monitor.summary()
-    keys = ("firing_rate", "open_rate", "surrogate_mean", "overactive_share", "dead_share")
+    # overactive_share and dead_share are counted on evaluation passes only (SpikeMonitor)
+    keys = ("firing_rate", "open_rate", "surrogate_mean")
     names = list(summary["layers"])
     values = torch.tensor(
         [summary[k] for k in keys] + [summary["layers"][n]["firing_rate"] for n in names],

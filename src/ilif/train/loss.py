@@ -31,6 +31,12 @@ class SpikingLoss(nn.Module):
         self.target_value = float(target_value)
         self.label_smoothing = float(label_smoothing)
 
+    @classmethod
+    def from_config(cls, config) -> SpikingLoss:
+        """The loss a :class:`ilif.train.TrainConfig` asks for (training and ``ilif eval``)."""
+        return cls(config.loss_lambda, config.loss_target, config.loss_target_value,
+                   config.label_smoothing)
+
     def forward(self, outputs: Tensor, labels: Tensor) -> Tensor:
         if outputs.dim() != 3:
             raise ValueError(f"outputs must be [T, N, classes], got shape {tuple(outputs.shape)}")

@@ -98,8 +98,7 @@ class _Run:
         self.optimizer = build_optimizer(self.model, config)
         self.schedule = EpochSchedule(self.optimizer, config.scheduler, config.epochs)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.loss_fn = SpikingLoss(config.loss_lambda, config.loss_target,
-                                   config.loss_target_value, config.label_smoothing)
+        self.loss_fn = SpikingLoss.from_config(config)
         pin = self.device.type == "cuda"
         self.train_loader = train_loader(self.data.train, config, self.ctx, pin)
         eval_batch = config.batch_size
