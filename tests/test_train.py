@@ -260,6 +260,18 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert not (out / "summary.json").exists()
 
 
+def test_a_changed_rate_takes_effect_on_resume(tmp_path):
+    out = tmp_path / "run"
+    base = {**FAST, "scheduler": "constant", "out": str(out)}
+    run_training(TrainConfig(**base, epochs=1, lr=0.1, weight_decay=1e-3))
+    run_training(TrainConfig(**base, epochs=2, lr=0.02, weight_decay=0.0,
+                             resume=str(out / "checkpoint_last.pt")))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows] == [pytest.approx(0.1), pytest.approx(0.02)]
+    _, _, state = load_checkpoint(out / "checkpoint_last.pt")
+    assert state["optimizer"]["param_groups"][0]["weight_decay"] == 0.0
+
+
 def test_bad_checkpoints_are_refused(tmp_path, capsys):
     out = tmp_path / "run"
     run_training(TrainConfig(**FAST, epochs=1, out=str(out)))

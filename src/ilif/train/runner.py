@@ -123,7 +123,12 @@ class _Run:
         changed = ckpt.check_compatible(state, config, path)
         ckpt.load_model_state(self.model, state, path)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["scheduler"])
+        # the momentum buffers come back; the hyper-parameters are the configuration's (the
+        # learning rate is set per epoch by the schedule, rebuilt from the configuration)
+        for group in self.optimizer.param_groups:
+            group["weight_decay"] = config.weight_decay
+            if "momentum" in group:
+                group["momentum"] = config.momentum
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.history = list(state["history"])
@@ -223,7 +228,6 @@ class _Run:
             "model_args": self.args,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict() if self.amp else None,
             "rng": ckpt.capture_rng_state(),
             "history": self.history,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
@@ -14,7 +13,8 @@ class EpochSchedule:
     cosine:    lr_e = lr_0 · ½·(1 + cos(π·e/E))   (CosineAnnealingLR with T_max = E, η_min = 0)
     constant:  lr_e = lr_0
 
-    Being a closed form, the schedule is rebuilt for a new total by changing ``total_epochs``.
+    Being a closed form of the configuration (``lr``, ``scheduler``, ``epochs``), the schedule
+    has no state of its own: a resumed run rebuilds it, for a new total or a new rate too.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, kind: str, total_epochs: int) -> None:
@@ -36,10 +36,3 @@ class EpochSchedule:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * factor
         return self.optimizer.param_groups[0]["lr"]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "total_epochs": self.total_epochs, "base_lrs": self.base_lrs}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.kind = state["kind"]
-        self.base_lrs = list(state["base_lrs"])
