@@ -98,3 +98,20 @@ def test_gradient_monitor_off_or_no_grad_registers_nothing_and_keeps_nothing() -
     assert monitor.summary()["layers"]["1"]["grad_norm"] >= 0
     monitor.close()
     assert not lif._forward_pre_hooks
+
+
+def test_monitor_overhead_benchmark_writes_json(tmp_path):
+    """benchmarks/monitors.py (the numbers behind the monitors' overhead) runs and reports."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "monitors.json"
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "monitors.py"), "--repeats",
+                           "1", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["fwd_bwd_ms"]) == {"plain", "spikes", "grads"}
+    assert report["ratio_to_plain"]["plain"] == 1.0 and min(report["fwd_bwd_ms"].values()) > 0

@@ -92,12 +92,15 @@ class GradientMonitor:
         with torch.no_grad():
             g = grad.detach()
             steps = g.reshape(g.shape[0], -1) if sequence and g.dim() > 0 else g.reshape(1, -1)
-            squared = steps.to(torch.float64).pow(2).sum(dim=1)
+            # norms in the gradient's dtype (no full-size float64 or squared copies on every
+            # backward), accumulated in float64 from there on
+            squared = torch.linalg.vector_norm(steps, dim=1).to(torch.float64).square()
             if first_step:
                 squared = torch.cat([squared.new_zeros(first_step), squared])
             layer = self.layers[name]
             layer.squared_per_step = _accumulate(layer.squared_per_step, squared)
-            layer.abs_sum = _accumulate(layer.abs_sum, g.abs().sum(dtype=torch.float64).reshape(1))
+            abs_sum = torch.linalg.vector_norm(g.reshape(-1), 1).to(torch.float64).reshape(1)
+            layer.abs_sum = _accumulate(layer.abs_sum, abs_sum)
             layer.elements += g.numel()
             if first_step == 0:
                 layer.passes += 1

@@ -9,7 +9,6 @@ conserved) or by bilinear interpolation of the full-size frames.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -129,10 +128,8 @@ class FrameCache:
 
     def save(self, key: dict[str, Any], frames: np.ndarray) -> Path:
         path = self.path(key)
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, frames=_compact(frames),
-                            key=np.array(json.dumps(key, sort_keys=True)))
-        atomic_write(path, buffer.getvalue())
+        atomic_write(path, lambda handle: np.savez_compressed(
+            handle, frames=_compact(frames), key=np.array(json.dumps(key, sort_keys=True))))
         return path
 
     def get(self, key: dict[str, Any], compute: Callable[[], np.ndarray]) -> np.ndarray:
