@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ilif.analysis.sweep import RESULTS_JSON, SWEEP_FILE
+from ilif.analysis.sweep import RESULTS_JSON, SWEEP_FILE, as_number
 
 REPORT_FILE = "report.md"
 FIGURES = "figures"
@@ -61,8 +61,7 @@ def load_results(run_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, A
 
 # ------------------------------------------------------------------------------------ statistics
 def _value(cell: dict[str, Any], key: str) -> float:
-    value = cell.get(key)
-    return float(value) if isinstance(value, int | float) else math.nan
+    return as_number(cell.get(key))
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
@@ -183,7 +182,7 @@ def plot_layers(
         lookup = dict(values.get(name, []))
         xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(layers))]
         ax.bar(xs, [lookup.get(layer, math.nan) for layer in layers], width, label=name)
-    ax.set_xticks(range(len(layers)), [_short(layer) for layer in layers], rotation=35,
+    ax.set_xticks(range(len(layers)), [short_layer(layer) for layer in layers], rotation=35,
                   ha="right", fontsize=8)
     finite = [v for name in names for _, v in values.get(name, []) if v > 0 and math.isfinite(v)]
     if log and finite and max(finite) / min(finite) > 20:
@@ -194,9 +193,10 @@ def plot_layers(
     return _save(fig, path)
 
 
-def _short(layer: str) -> str:
-    """A layer name without wrapper parts: ``features.1.conv_bn.module.0`` -> ``features.1.0``."""
-    parts = [p for p in layer.split(".") if p not in ("module", "conv_bn", "layer")]
+def short_layer(layer: str) -> str:
+    """A layer name without wrapper parts: ``features.1.conv_bn.module.0`` -> ``features.1.0``,
+    ``features.2.neuron`` -> ``features.2``."""
+    parts = [p for p in layer.split(".") if p not in ("module", "conv_bn", "layer", "neuron")]
     return ".".join(parts[-3:]) or layer
 
 
@@ -214,7 +214,7 @@ def plot_grad_per_step(reference: dict[str, dict[str, Any]], path: Path) -> Path
             values = steps.get(layer) or []
             if values:
                 ax.plot(range(1, len(values) + 1), values, marker="o", label=name)
-        ax.set_title(_short(layer), fontsize=9)
+        ax.set_title(short_layer(layer), fontsize=9)
         ax.set_xlabel("time step")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("‖∂L/∂x_t‖ (last epoch)")
@@ -248,7 +248,7 @@ def plot_raster(run_dir: Path, reference: dict[str, dict[str, Any]], path: Path)
         ax.imshow(image, aspect="auto", cmap="Greys", interpolation="nearest", vmin=0, vmax=1,
                   origin="lower", extent=(0.5, steps + 0.5, -0.5, count - 0.5))
         rate = sum(map(sum, spikes)) / max(steps * count, 1)
-        ax.set_title(f"{name}: {_short(raster['layer'])}, rate {rate:.3f}", fontsize=9)
+        ax.set_title(f"{name}: {short_layer(raster['layer'])}, rate {rate:.3f}", fontsize=9)
         ax.set_xlabel("time step")
         ax.set_xticks(range(1, steps + 1) if steps <= 20 else range(1, steps + 1, steps // 10))
     axes[0][0].set_ylabel("neuron")

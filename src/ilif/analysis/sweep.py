@@ -150,8 +150,9 @@ def make_grid(
 
 
 # ------------------------------------------------------------------------------------- results
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and value is not None else math.nan
+def as_number(value: Any) -> float:
+    """``value`` as a float, NaN when it is not a number (missing, None, text)."""
+    return float(value) if isinstance(value, int | float) else math.nan
 
 
 def result_row(cell: Cell, summary: dict[str, Any], status: str = "done") -> dict[str, Any]:
@@ -167,26 +168,27 @@ def result_row(cell: Cell, summary: dict[str, Any], status: str = "done") -> dic
         "cell": cell.name, "neuron": cell.label, "variant": cell.variant,
         "surrogate": cell.surrogate, "width": cell.width, "seed": cell.seed, "status": status,
         "epochs": summary.get("epochs"),
-        "test_acc": _number(test_acc),
-        "val_acc": _number(summary.get("best_val_accuracy")),
-        "max_test_acc": _number(summary.get("paper_protocol_max_test_accuracy")),
-        "train_acc": _number(summary.get("final_train_accuracy")),
-        "firing_rate": _number(firing),
-        "train_firing_rate": _number(analysis.get("train_firing_rate", summary.get("firing_rate"))),
-        "open_rate": _number(analysis.get("train_open_rate")),
-        "surrogate_mean": _number(analysis.get("train_surrogate_mean")),
-        "test_open_rate": _number(analysis.get("test_open_rate")),
-        "overactive_share": _number(analysis.get("test_overactive_share")),
-        "dead_share": _number(analysis.get("test_dead_share")),
-        "grad_norm": _number(analysis.get("grad_norm")),
-        "grad_norm_first_layer": _number(grads[0]) if grads else math.nan,
-        "grad_norm_last_layer": _number(grads[-1]) if grads else math.nan,
-        "seconds": _number(summary.get("wall_time_s")),
+        "test_acc": as_number(test_acc),
+        "val_acc": as_number(summary.get("best_val_accuracy")),
+        "max_test_acc": as_number(summary.get("paper_protocol_max_test_accuracy")),
+        "train_acc": as_number(summary.get("final_train_accuracy")),
+        "firing_rate": as_number(firing),
+        "train_firing_rate": as_number(analysis.get("train_firing_rate",
+                                                    summary.get("firing_rate"))),
+        "open_rate": as_number(analysis.get("train_open_rate")),
+        "surrogate_mean": as_number(analysis.get("train_surrogate_mean")),
+        "test_open_rate": as_number(analysis.get("test_open_rate")),
+        "overactive_share": as_number(analysis.get("test_overactive_share")),
+        "dead_share": as_number(analysis.get("test_dead_share")),
+        "grad_norm": as_number(analysis.get("grad_norm")),
+        "grad_norm_first_layer": as_number(grads[0]) if grads else math.nan,
+        "grad_norm_last_layer": as_number(grads[-1]) if grads else math.nan,
+        "seconds": as_number(summary.get("wall_time_s")),
         "run_dir": summary.get("run_dir", ""),
     }
     for key in ("flops", "sops", "synaptic_energy_pj", "neuron_energy_pj", "memory_energy_pj",
                 "snn_energy_pj", "ann_energy_pj", "energy_ratio"):
-        row[key] = _number(energy.get(key))
+        row[key] = as_number(energy.get(key))
     return row
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ilif.analysis.report import plot_layers, plot_metric_vs_width
+from ilif.analysis.report import plot_layers, plot_metric_vs_width, short_layer
 from ilif.study.plan import DEFAULT_ROOT, PAPER_WIDTH, PARTS, Part
 from ilif.study.stats import Comparison, compare, fmt_mean_std, spearman, values
 
@@ -221,11 +221,6 @@ def layer_means(cells: list[dict[str, Any]], field: str, inner: str | None = Non
             if isinstance(number, int | float) and math.isfinite(float(number)):
                 sums.setdefault(layer, []).append(float(number))
     return [(layer, sum(v) / len(v)) for layer, v in sums.items()]
-
-
-def short_layer(layer: str) -> str:
-    parts = [p for p in layer.split(".") if p not in ("module", "conv_bn", "layer", "neuron")]
-    return ".".join(parts[-3:]) or layer
 
 
 def plot_energy(groups: dict[str, list[dict[str, Any]]], path: Path) -> Path | None:
