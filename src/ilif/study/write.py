@@ -550,9 +550,9 @@ def section_item1(results: Results, figs: Figures) -> list[str]:
     return out
 
 
-def section_bars(results: Results, figs: Figures, title: str, part_name: str,
-                 neurons: Sequence[str], columns: Sequence[Column], prefix: str,
-                 surrogate: str | None = "rectangle", paper: bool = False) -> list[str]:
+def section_bars(results: Results, title: str, part_name: str, neurons: Sequence[str],
+                 columns: Sequence[Column], surrogate: str | None = "rectangle",
+                 paper: bool = False) -> list[str]:
     """A table of neurons at the paper's γ, the LIF/ILIF rows taken from the width part."""
     part = PARTS[part_name]
     own = results.part(part_name)
@@ -600,8 +600,8 @@ def neuron_findings(results: Results, part_name: str, neurons: Sequence[str]) ->
 
 def section_item2(results: Results, figs: Figures) -> list[str]:
     neurons = ("lif", "ilif-mpiu", "ilif-ciu", "ilif")
-    out = section_bars(results, figs, "## 2. Ablation: LIF, LIF+MPIU, LIF+CIU, ILIF",
-                       "ablation", neurons, (ACC, FIRING, OPEN, ENERGY), "item2")
+    out = section_bars(results, "## 2. Ablation: LIF, LIF+MPIU, LIF+CIU, ILIF", "ablation",
+                       neurons, (ACC, FIRING, OPEN, ENERGY))
     lines = neuron_findings(results, "ablation", neurons)
     if lines:
         out += ["Findings (generated):", ""] + [f"- {line}" for line in lines] + [""]
@@ -613,8 +613,8 @@ def section_item2(results: Results, figs: Figures) -> list[str]:
 
 
 def section_item3(results: Results, figs: Figures) -> list[str]:
-    out = section_bars(results, figs, "## 3. Surrogate shapes at equal width (open question 3)",
-                       "surrogate", ("lif", "ilif"), (ACC, FIRING, OPEN, SURR_MEAN), "item3",
+    out = section_bars(results, "## 3. Surrogate shapes at equal width (open question 3)",
+                       "surrogate", ("lif", "ilif"), (ACC, FIRING, OPEN, SURR_MEAN),
                        surrogate=None)
     cells = results.select(["width", "surrogate"], ("lif", "ilif"), PAPER_WIDTH)
     lines = []
@@ -643,8 +643,8 @@ def section_item3(results: Results, figs: Figures) -> list[str]:
 
 def section_item4(results: Results, figs: Figures) -> list[str]:
     neurons = ("lif", "plif", "alif", "clif", "ilif")
-    out = section_bars(results, figs, "## 4. Comparators: PLIF, ALIF, CLIF against ILIF",
-                       "neurons", neurons, (ACC, FIRING, OPEN, ENERGY), "item4", paper=True)
+    out = section_bars(results, "## 4. Comparators: PLIF, ALIF, CLIF against ILIF", "neurons",
+                       neurons, (ACC, FIRING, OPEN, ENERGY), paper=True)
     cells = results.select(["width", "neurons"], neurons, PAPER_WIDTH, "rectangle")
     lines = []
     ilif = [c for c in cells if c["neuron"] == "ilif"]
