@@ -12,8 +12,8 @@ hits all of them alike, and reports medians):
   step per flag set (CIU, MPIU), the surrogate g(h) per shape, the ILIF adjoint.
 - ``chunks``: the forward and backward kernels on the main size [6, 32·64·16·16], 2 threads,
   wall clock, per chunk length.
-- ``backward``: the ILIF backward kernel on the main size from the kept σ(M) (h rebuilt) against
-  recomputing σ(M) too, 1 thread, CPU time.
+- ``backward``: the ILIF and LIF forward and backward kernels on the main size, 1 thread, CPU
+  time.
 - ``order``: the fused ILIF forward+backward (2 threads, wall clock) right after another fused
   run and right after a SpikingJelly LIFNode run, with the minor page faults per call of both.
 - ``compile``: a cold compile of the kernels (ILIF and CLIF, float32 and float64) with an empty
@@ -138,6 +138,7 @@ def _repeat_surrogate(k, r, par, code):
 def _repeat_adjoint(k, r, bits, par, ciu, mpiu):
     one = par[ops.ONE]
     for _ in range(k):
+        r[10][:] = r[7]  # σ(M) with the spikes packed in, as the forward left it (see below)
         ops.ilif_backward_step(r[0], bits, r[9], r[10], r[11], r[12], r[13], r[14], r[6], r[8],
                                par[ops.LAMBDA], par[ops.THRESHOLD], par[ops.CIU_GAIN],
                                par[ops.MPIU_GAIN], par[ops.ZERO], one, one, one, ciu, mpiu)
@@ -148,6 +149,9 @@ def section_rows(args: argparse.Namespace) -> dict[str, Any]:
     par = cpu._config(ILIF(), torch.float32, False).par
     rng = np.random.default_rng(0)
     rows = (rng.standard_normal((15, ROW)) * 1.5 + 0.3).astype(np.float32)
+    # the σ(M) row: values of σ, which the forward steps overwrite with σ(M) and the spikes
+    # packed in; the adjoint reads a copy of it (the copy of 1024 L1-resident values is timed)
+    rows[7] = rng.random(ROW).astype(np.float32) * 0.98 + 0.01
     bits = (rng.random(ROW) < 0.3).astype(np.uint8)
     k = 4000
     variants: dict[str, Callable[[], Any]] = {}
@@ -169,7 +173,11 @@ def section_rows(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- full-size kernels
 class _Kernels:
-    """The forward and backward kernels on prepared arrays of the main size (no allocation)."""
+    """The forward and backward kernels on prepared arrays of the main size (no allocation).
+
+    As in a real call, the forward writes what the backward reads (ILIF with the MPIU and CLIF:
+    σ with the spikes packed in, into the dL/dx buffer; else the uint8 spikes), and the backward
+    overwrites it with dL/dx: a backward must follow a forward."""
 
     def __init__(self, neuron) -> None:
         steps, n = MAIN
@@ -177,12 +185,12 @@ class _Kernels:
         self.gout = _main_input(steps, n).numpy()[::-1].copy()
         conf = cpu._config(neuron, torch.float32, False)
         self.cfg, self.par = conf.cfg, conf.par
+        packed = conf.cfg[ops.KIND] != ops.KIND_ILIF or conf.cfg[ops.MPIU] != 0
         n_state = len(neuron.initial_state(torch.zeros(1)))
         self.state0 = np.zeros((n_state, 0), np.float32)
         self.adj = np.zeros((n_state, 0), np.float32)
         self.spikes = np.empty((steps, n), np.float32)
-        self.bits = np.empty((steps, n), np.uint8)
-        self.sgm = np.empty((steps, n), np.float32)
+        self.bits = np.empty((0 if packed else steps, n), np.uint8)
         self.final = np.empty((n_state, n), np.float32)
         self.gx = np.zeros((steps, n), np.float32)
         self.stats = np.zeros((0, 3, steps))
@@ -191,14 +199,11 @@ class _Kernels:
         cfg = self.cfg.copy()
         cfg[ops.CHUNK_LEN] = chunk
         cpu._launch("forward", -(-MAIN[1] // chunk), self.x, self.state0, self.spikes, self.bits,
-                    self.sgm, self.final, self.par, cfg, self.stats)
+                    self.gx, self.final, self.par, cfg, self.stats)
 
-    def backward(self, chunk: int, kept: bool) -> None:
+    def backward(self, chunk: int) -> None:
         cfg = self.cfg.copy()
         cfg[ops.CHUNK_LEN] = chunk
-        cfg[ops.KEPT] = int(kept)
-        # with ``kept`` the kernel reads σ(M) from ``gx``, where the forward of a real call
-        # leaves it; here it holds the finite values of the previous call (the time is the same)
         cpu._launch("backward", -(-MAIN[1] // chunk), self.x, self.bits, self.gout, self.state0,
                     self.adj, self.gx, self.par, cfg)
 
@@ -210,7 +215,7 @@ def section_chunks(args: argparse.Namespace) -> dict[str, Any]:
     variants: dict[str, Callable[[], Any]] = {}
     for chunk in (512, 1024, 2048, 4096, 8192):
         variants[f"forward, chunk {chunk}"] = lambda c=chunk: kern.forward(c)
-        variants[f"backward (kept), chunk {chunk}"] = lambda c=chunk: kern.backward(c, True)
+        variants[f"backward, chunk {chunk}"] = lambda c=chunk: kern.backward(c)
     res = _interleaved(variants, args.rounds, time.perf_counter)
     for name, ms in res.items():
         print(f"ILIF {name}: {ms:.2f} ms")
@@ -224,10 +229,9 @@ def section_backward(args: argparse.Namespace) -> dict[str, Any]:
     for name, neuron in (("ilif", ILIF()), ("lif", LIF())):
         kern = _Kernels(neuron)
         kern.forward(ops.FORWARD_CHUNK)
-        res = _interleaved({
+        res = _interleaved({  # in this order: each backward reads what the forward kept
             "forward": lambda k=kern: k.forward(ops.FORWARD_CHUNK),
-            "backward from the kept σ(M)": lambda k=kern: k.backward(chunk, True),
-            "backward recomputing σ(M) too": lambda k=kern: k.backward(chunk, False),
+            "backward": lambda k=kern: k.backward(chunk),
         }, args.rounds)
         out[name] = res
         print(f"{name}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in res.items()))

@@ -29,9 +29,11 @@ registers where the CPU has them (:func:`wide_vectors`).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic, overload
 
 CHUNK_MAX = 4096  # neurons per chunk, at most (the backward's; the forward takes FORWARD_CHUNK)
@@ -39,8 +41,7 @@ FORWARD_CHUNK = 1024
 
 # cfg: integer configuration of one call
 KIND, CIU, MPIU, DETACH_RESET, DETACH_INHIBITION, SURROGATE, WANT_STATS, CHUNK_LEN = range(8)
-KEPT = 8  # backward: the forward's kept values are valid (ILIF: h and σ(M) in gx; CLIF: σ(C) in gx)
-CFG_SIZE = 9
+CFG_SIZE = 8
 KIND_ILIF, KIND_CLIF = 0, 1  # LIF is ILIF with both units off (SPEC §2)
 RECTANGLE, TRIANGLE, SIGMOID, ATAN = range(4)  # surrogate codes (ilif.surrogate)
 
@@ -176,6 +177,48 @@ def sigmoid(z, one):
     return one / (one + exp_neg(z))
 
 
+def pack_sigma(sg, b):
+    """σ (0 < σ ≤ 1) with the uint8 ``b``'s bit 0 (the spike S) in the sign bit and its bit 1 (the
+    clamp's slope) in the exponent's top bit, which is 0 for every value ≤ 1: σ, S and the slope
+    in one value, exactly (:func:`unpack_sigma`). Compiled only (one version per dtype below)."""
+    raise NotImplementedError("pack_sigma runs inside numba kernels only")
+
+
+def unpack_sigma(code):
+    """``(σ, S ≠ 0, slope ≠ 0)`` from a value of :func:`pack_sigma`. Compiled only."""
+    raise NotImplementedError("unpack_sigma runs inside numba kernels only")
+
+
+def _pack_f32(sg, b):
+    wide = np.int32(b)
+    return _f32_from_bits(_bits_of_f32(sg) | ((wide & 1) << 31) | ((wide & 2) << 29))
+
+
+def _unpack_f32(code):
+    bits = _bits_of_f32(code)
+    return _f32_from_bits(bits & 0x3FFFFFFF), bits < 0, (bits & 0x40000000) != 0
+
+
+def _pack_f64(sg, b):
+    wide = np.int64(b)
+    return _f64_from_bits(_bits_of_f64(sg) | ((wide & 1) << 63) | ((wide & 2) << 61))
+
+
+def _unpack_f64(code):
+    bits = _bits_of_f64(code)
+    return _f64_from_bits(bits & 0x3FFFFFFFFFFFFFFF), bits < 0, (bits & 0x4000000000000000) != 0
+
+
+@overload(pack_sigma, jit_options={"error_model": "numpy"})
+def _pack_sigma_overload(sg, b):
+    return {types.float32: _pack_f32, types.float64: _pack_f64}.get(sg)
+
+
+@overload(unpack_sigma, jit_options={"error_model": "numpy"})
+def _unpack_sigma_overload(code):
+    return {types.float32: _unpack_f32, types.float64: _unpack_f64}.get(code)
+
+
 @njit(inline="always", error_model="numpy")
 def _surrogate(hj, par, code):
     """g(h) for the surrogate ``code`` (0 rectangle, 1 triangle, 2 sigmoid, 3 atan) of width
@@ -254,21 +297,6 @@ def accumulate_stats(stats_c, t, h, s, code, par):
 
 
 # ----------------------------------------------------------------------------------- ILIF / LIF
-@njit(inline="always", error_model="numpy")
-def _spike(hh, bj, given, one, zero):
-    """S = Θ(h): from bit 0 of the uint8 ``bj`` when ``given`` (the backward's recomputation),
-    else decided from h."""
-    if given:
-        return one if (bj & np.uint8(1)) != 0 else zero
-    return one if hh >= zero else zero
-
-
-@njit(inline="always", error_model="numpy")
-def _spike_bits(hh, zero):
-    """Bit 0 of the uint8 spikes: Θ(h)."""
-    return np.uint8(1) if hh >= zero else np.uint8(0)
-
-
 # The row functions are inlined into their callers (the drivers), so that no call with a dozen
 # array arguments is made per row and step; a caller must compile with error_model="numpy", as
 # the drivers do: with Python's error model every division gets a zero check and the loops stop
@@ -279,24 +307,20 @@ def _spike_bits(hh, zero):
 # aliasing); with the loads first no load follows a store of the same iteration.
 
 
-# How a step loop runs: the forward (decides the spikes), the backward's recomputation of the
-# forward (spikes from the uint8 bits, σ(M) computed), its rebuild of h and v from the kept σ(M)
-STEP_FORWARD, STEP_RECOMPUTE, STEP_REBUILD = range(3)
-
-
 @njit(inline="always", error_model="numpy")
-def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, mode):
+def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, rebuild):
     """One ILIF step over a row of neurons, in place on the state rows (SPEC §2)::
 
     I = k·(I + D) ;  H = λ·v + x − max(I, 0) ;  h = H − θ ;  S = Θ(h) ;  U = H − S·θ
     M = κ·(M + S·U) ;  v = U − S·σ(M) ;  D = x·S
 
     The operation order mirrors the eager float ops so that the spikes are identical. ``h``
-    receives h. :data:`STEP_FORWARD` decides S and writes it to ``spk`` (dtype) and ``bits``
-    (uint8: bit 0 the spike, bit 1 the clamp's slope 1[I ≥ 0] with ``ciu``), and σ(M) to ``sgm``;
-    :data:`STEP_RECOMPUTE` reads S from ``bits`` and writes σ(M) to ``sgm``; :data:`STEP_REBUILD`
-    reads S from ``bits`` and σ(M) from ``sgm`` (M itself is then not needed). The flags and the
-    mode are compile-time constants at every call, so each gets its own branch-free loop.
+    receives h. The forward decides S and writes it to ``spk`` (dtype) and, as the uint8
+    ``bits`` (bit 0 the spike, bit 1 the clamp's slope 1[I ≥ 0] with ``ciu``), either into
+    ``bits`` or, with ``mpiu``, packed with σ(M) into ``sgm`` (:func:`pack_sigma`; ``bits`` is
+    then scratch). ``rebuild`` (the backward) reads S, and σ(M) with ``mpiu``, from the same
+    place instead; M itself is then not needed. The flags are compile-time constants at every
+    call, so each gets its own branch-free loop.
     """
     lam = par[LAMBDA]
     th = par[THRESHOLD]
@@ -304,34 +328,37 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
     kap = par[MPIU_GAIN]
     zero = par[ZERO]
     one = par[ONE]
-    given = mode != STEP_FORWARD
-    rebuild = mpiu and mode == STEP_REBUILD
     for j in range(x.shape[0]):
         xj = x[j]
         vj = v[j]
         tr_prev = trace[j] if ciu else zero
         dj = drive[j] if ciu else zero
         mj = memory[j] if mpiu and not rebuild else zero
-        sg = sgm[j] if rebuild else zero
-        bj = bits[j] if given else np.uint8(0)
+        code = sgm[j] if mpiu and rebuild else zero
+        bj = bits[j] if rebuild and not mpiu else np.uint8(0)
         hm = lam * vj + xj
         tr = k * (tr_prev + dj)
         if ciu:
             hm = hm - max(tr, zero)
         hh = hm - th
-        s = _spike(hh, bj, given, one, zero)
+        if not rebuild:
+            s = one if hh >= zero else zero
+        elif mpiu:
+            s = one if unpack_sigma(code)[1] else zero
+        else:
+            s = one if (bj & np.uint8(1)) != 0 else zero
         uu = hm - s * th
         if ciu:
             trace[j] = tr
         h[j] = hh
-        if not given:
+        if not rebuild:
             spk[j] = s
             slope = (np.uint8(2) if tr >= zero else np.uint8(0)) if ciu else np.uint8(0)
-            bits[j] = _spike_bits(hh, zero) | slope
-        if rebuild:
-            v[j] = uu - s * sg
+            bits[j] = (np.uint8(1) if hh >= zero else np.uint8(0)) | slope
+        if rebuild and mpiu:
+            v[j] = uu - s * unpack_sigma(code)[0]
         else:
-            if mpiu:  # v = U − S·σ(M) follows in the two loops below
+            if mpiu:  # v = U − S·σ(M) follows in the loop below
                 memory[j] = kap * (mj + s * uu)
             v[j] = uu
         if ciu:
@@ -340,60 +367,62 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
         # σ(M) in a loop of its own: the exponential's long dependency chain vectorises and
         # overlaps better alone than inside the step's loop
         for j in range(x.shape[0]):
-            sgm[j] = sigmoid(memory[j], one)
-        for j in range(x.shape[0]):
-            s = one if (bits[j] & np.uint8(1)) != 0 else zero
-            v[j] = v[j] - s * sgm[j]
+            b = bits[j]
+            sg = sigmoid(memory[j], one)
+            v[j] = v[j] - (one if (b & np.uint8(1)) != 0 else zero) * sg
+            sgm[j] = pack_sigma(sg, b)
 
 
 @njit(inline="always", error_model="numpy")
-def ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, mode):
+def ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, rebuild):
     """:func:`_ilif_step_loop` with the runtime flags ``ciu``, ``mpiu`` turned into constants."""
     if ciu:
         if mpiu:
-            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True, True, mode)
+            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True, True,
+                            rebuild)
         else:
-            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True, False, mode)
+            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True, False,
+                            rebuild)
     elif mpiu:
-        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, True, mode)
+        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, True, rebuild)
     else:
-        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, False, mode)
+        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, False, rebuild)
 
 
 @njit(inline="always", error_model="numpy")
 def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu):
     """The forward ILIF step of a row (:func:`_ilif_step_loop`)."""
     wide_vectors()
-    ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, STEP_FORWARD)
+    ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, False)
 
 
 @njit(inline="always", error_model="numpy")
-def ilif_recompute_row(x, v, trace, memory, drive, bits, h, sgm, par, ciu, mpiu, sgm_given):
-    """The ILIF step of a row recomputed in the backward (:func:`_ilif_step_loop`): h into
-    ``h``, and σ(M) into ``sgm`` unless ``sgm_given`` (then read from it)."""
+def ilif_rebuild_row(x, v, trace, memory, drive, bits, h, sgm, par, ciu, mpiu):
+    """The backward's rebuild of an ILIF step of a row (:func:`_ilif_step_loop`): h into ``h``
+    from S in ``bits``, or S and σ(M) packed in ``sgm`` (``mpiu``)."""
     wide_vectors()
-    if sgm_given:
-        ilif_step_row(x, v, trace, memory, drive, bits, x, h, sgm, par, ciu, mpiu, STEP_REBUILD)
-    else:
-        ilif_step_row(x, v, trace, memory, drive, bits, x, h, sgm, par, ciu, mpiu,
-                      STEP_RECOMPUTE)
+    ilif_step_row(x, v, trace, memory, drive, bits, x, h, sgm, par, ciu, mpiu, True)
 
 
 @njit(inline="always", error_model="numpy", fastmath={"contract"})
 def _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero, one,
                        keep_reset, keep_inh, ciu, mpiu):
     for j in range(xt.shape[0]):
-        b = bt[j]
+        b = bt[j] if not mpiu else np.uint8(0)
+        code = gxt[j] if mpiu else zero  # σ(M), S, slope packed; overwritten by dL/dx below
         g_out = got[j]
         g_v = gv[j]
         g_sur = gsur[j]
         g_d = gd[j] if ciu else zero
         x_j = xt[j] if ciu else zero
         g_i_next = gi[j] if ciu else zero
-        sg = gxt[j] if mpiu else zero  # σ(M), overwritten by dL/dx below
         h_j = ht[j] if mpiu else zero
         g_m_next = gm[j] if mpiu else zero
-        s = one if (b & np.uint8(1)) != 0 else zero
+        if mpiu:
+            sg, spiked, sloped = unpack_sigma(code)
+        else:
+            sg, spiked, sloped = zero, (b & np.uint8(1)) != 0, (b & np.uint8(2)) != 0
+        s = one if spiked else zero
         g_s = g_out
         g_x = zero
         if ciu:
@@ -409,7 +438,7 @@ def _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, k
             g_u += kap * g_m * s
         g_s -= keep_reset * g_u * th
         g_h = g_u + g_s * g_sur
-        slope = one if (b & np.uint8(2)) != 0 else zero
+        slope = one if sloped else zero
         g_i = g_i_next - keep_inh * g_h * slope
         if mpiu:
             gm[j] = kap * g_m
@@ -425,8 +454,8 @@ def ilif_backward_step(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, k
                        keep_reset, keep_inh, ciu, mpiu):
     """The adjoint of :func:`_ilif_step_loop` for one step (dL/d state_{t−1} from
     dL/d state_t), one branch-free loop per flag set, from the step's h (``ht``), g(h)
-    (``gsur``) and uint8 spikes and slopes (``bt``). With ``mpiu``, ``gxt`` holds σ(M) on entry;
-    it receives dL/dx in every case."""
+    (``gsur``) and the spikes and slopes: with ``mpiu`` packed with σ(M) in ``gxt``
+    (:func:`pack_sigma`), else the uint8 ``bt``. ``gxt`` receives dL/dx in every case."""
     wide_vectors()
     if ciu:
         if mpiu:
@@ -445,14 +474,14 @@ def ilif_backward_step(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, k
 
 # ------------------------------------------------------------------------------------------ CLIF
 @njit(inline="always", error_model="numpy")
-def _clif_step_loop(x, v, cmem, bits, spk, h, g_sh, g_sc, g_cprev, par, spikes_given, sc_given):
+def _clif_step_loop(x, v, cmem, spk, h, g_sh, g_sc, g_cprev, par, rebuild):
     """One CLIF step over a row of neurons, in place on ``v`` and ``cmem`` (SPEC §2)::
 
     H = λ·v + x ;  C' = C·σ(H/τ) ;  h = H − θ ;  S = Θ(h) ;  C = C' + S ;  v = H − S·(θ + σ(C))
 
-    ``h`` receives h and ``g_sc`` σ(C). The recomputation (``spikes_given``: S from ``bits``)
-    also stores σ(H/τ) and C before the step in ``g_sh``, ``g_cprev``; with ``sc_given`` it reads
-    σ(C) from ``g_sc`` (kept by the forward) instead of computing it.
+    ``h`` receives h. The forward decides S, writes it to ``spk`` and σ(C) with S packed in
+    (:func:`pack_sigma`) to ``g_sc``; ``rebuild`` (the backward) reads both from ``g_sc`` and
+    stores σ(H/τ) and C before the step in ``g_sh``, ``g_cprev``.
     """
     lam = par[LAMBDA]
     th = par[THRESHOLD]
@@ -463,53 +492,51 @@ def _clif_step_loop(x, v, cmem, bits, spk, h, g_sh, g_sc, g_cprev, par, spikes_g
         xj = x[j]
         vj = v[j]
         c_prev = cmem[j]
-        bj = bits[j] if spikes_given else np.uint8(0)
-        sc_kept = g_sc[j] if sc_given else zero
+        code = g_sc[j] if rebuild else zero
         hm = lam * vj + xj
         sh = sigmoid(hm / tau, one)
         hh = hm - th
-        s = _spike(hh, bj, spikes_given, one, zero)
+        if rebuild:
+            sc, spiked, _ = unpack_sigma(code)
+            s = one if spiked else zero
+        else:
+            s = one if hh >= zero else zero
         c = c_prev * sh + s
-        sc = sc_kept if sc_given else sigmoid(c, one)
+        if not rebuild:
+            sc = sigmoid(c, one)
         h[j] = hh
-        if not spikes_given:
-            spk[j] = s
-            bits[j] = _spike_bits(hh, zero)
         cmem[j] = c
-        if not sc_given:
-            g_sc[j] = sc
-        if spikes_given:
+        if rebuild:
             g_sh[j] = sh
             g_cprev[j] = c_prev
+        else:
+            spk[j] = s
+            g_sc[j] = pack_sigma(sc, np.uint8(1) if hh >= zero else np.uint8(0))
         v[j] = hm - s * (th + sc)
 
 
 @njit(inline="always", error_model="numpy")
-def clif_forward_row(x, v, cmem, bits, spk, h, sc, par):
+def clif_forward_row(x, v, cmem, spk, h, sc, par):
     """The forward CLIF step of a row (:func:`_clif_step_loop`)."""
     wide_vectors()
-    _clif_step_loop(x, v, cmem, bits, spk, h, h, sc, h, par, False, False)
+    _clif_step_loop(x, v, cmem, spk, h, h, sc, h, par, False)
 
 
 @njit(inline="always", error_model="numpy")
-def clif_recompute_row(x, v, cmem, bits, h, g_sh, g_sc, g_cprev, par, sc_given):
-    """The CLIF step of a row recomputed in the backward (:func:`_clif_step_loop`)."""
+def clif_rebuild_row(x, v, cmem, h, g_sh, g_sc, g_cprev, par):
+    """The backward's rebuild of a CLIF step of a row (:func:`_clif_step_loop`)."""
     wide_vectors()
-    if sc_given:
-        _clif_step_loop(x, v, cmem, bits, x, h, g_sh, g_sc, g_cprev, par, True, True)
-    else:
-        _clif_step_loop(x, v, cmem, bits, x, h, g_sh, g_sc, g_cprev, par, True, False)
+    _clif_step_loop(x, v, cmem, x, h, g_sh, g_sc, g_cprev, par, True)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def clif_backward_step(bt, got, gxt, gv, gc, sht, cpt, gsur, lam, th, tau, zero, one,
-                       keep_reset):
-    """The adjoint of :func:`_clif_step_loop` for one step; ``gxt`` holds σ(C) on entry and
-    receives dL/dx."""
+def clif_backward_step(got, gxt, gv, gc, sht, cpt, gsur, lam, th, tau, zero, one, keep_reset):
+    """The adjoint of :func:`_clif_step_loop` for one step; ``gxt`` holds σ(C) with S packed in
+    on entry and receives dL/dx."""
     wide_vectors()
-    for j in range(bt.shape[0]):
-        s = one if bt[j] != 0 else zero
-        s_c = gxt[j]
+    for j in range(gxt.shape[0]):
+        s_c, spiked, _ = unpack_sigma(gxt[j])
+        s = one if spiked else zero
         s_h = sht[j]
         g_v = gv[j]
         g_s = got[j] - keep_reset * g_v * (th + s_c)
@@ -542,9 +569,10 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats
     """Fused forward over the chunks [c0, c1) of ``x[T, N]`` from ``state0[S, N]`` (an empty
     ``state0[S, 0]`` stands for the all-zero state, which is then not read).
 
-    Writes the spikes (input dtype, and uint8 into ``out_bits`` when it has T rows), ILIF's σ(M)
-    or CLIF's σ(C) into ``out_sgm`` when it has T rows (the buffer that the backward turns into
-    dL/dx), the final state ``out_state[S, N]`` and, when ``cfg[WANT_STATS]``, per-chunk sums
+    Writes, each output only when it has T rows: the spikes (input dtype) into ``out_spikes``,
+    the uint8 spikes into ``out_bits``, and into ``out_sgm`` (the buffer that the backward turns
+    into dL/dx) ILIF's σ(M) with the spikes packed in (:func:`pack_sigma`) or CLIF's σ(C); then
+    the final state ``out_state[S, N]`` and, when ``cfg[WANT_STATS]``, per-chunk sums
     ``stats[chunk, 3, T]``.
     """
     wide_vectors()
@@ -555,11 +583,12 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats
     ciu = cfg[CIU] != 0
     mpiu = cfg[MPIU] != 0
     ch = cfg[CHUNK_LEN]
+    want_spikes = out_spikes.shape[0] == n_steps
     want_bits = out_bits.shape[0] == n_steps
     want_sgm = out_sgm.shape[0] == n_steps
     want_stats = cfg[WANT_STATS] != 0
     ws = np.zeros((4, ch), x.dtype)  # working state (v, I|C, M, D); unused rows stay 0
-    buf = np.empty((2, ch), x.dtype)  # h, and σ when not kept
+    buf = np.empty((3, ch), x.dtype)  # h, σ and the spikes when the caller wants none
     no_bits = np.empty(ch, np.uint8)  # the uint8 spikes when the caller wants none
     for c in range(c0, c1):
         lo = c * ch
@@ -567,7 +596,7 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats
         m = hi - lo
         _load_rows(ws, state0, zero0, lo, m)
         for t in range(n_steps):
-            spk = out_spikes[t, lo:hi]
+            spk = out_spikes[t, lo:hi] if want_spikes else buf[2, :m]
             bits = out_bits[t, lo:hi] if want_bits else no_bits[:m]
             sgm = out_sgm[t, lo:hi] if want_sgm else buf[1, :m]
             h = buf[0, :m]
@@ -575,7 +604,7 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats
                 ilif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m], bits,
                                  spk, h, sgm, par, ciu, mpiu)
             else:
-                clif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], bits, spk, h, sgm, par)
+                clif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], spk, h, sgm, par)
             if want_stats:
                 accumulate_stats(stats[c], t, h, spk, cfg[SURROGATE], par)
         for kk in range(n_state):
@@ -588,11 +617,12 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
     dL/d(final state) into dL/d(initial state) in place (an empty ``adj[S, 0]`` stands for a zero
     dL/d(final state) when dL/d(initial state) is not wanted).
 
-    Per chunk, the forward is first recomputed from ``x``, the initial state (an empty
-    ``state0[S, 0]`` stands for the all-zero state) and the spikes in ``bits`` into chunk scratch
-    (which stays in the cache); then the adjoints run backwards in time. With ``cfg[KEPT]`` the
-    forward's σ(M) (ILIF) or σ(C) (CLIF) is read from ``gx``, so the ILIF recomputation has no
-    exponential left; otherwise σ is recomputed into ``gx``.
+    Per chunk, the forward is first rebuilt from ``x``, the initial state (an empty
+    ``state0[S, 0]`` stands for the all-zero state) and what the forward kept into chunk scratch
+    (which stays in the cache); then the adjoints run backwards in time. ILIF with the MPIU and
+    CLIF read their σ(M) resp. σ(C) with the spikes packed in from ``gx`` (the forward's
+    ``out_sgm``): the rebuild has no exponential of the MPIU left. LIF and ILIF without the MPIU
+    read the uint8 ``bits``.
     """
     wide_vectors()
     n_steps, n = x.shape
@@ -604,7 +634,6 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
     mpiu = cfg[MPIU] != 0
     code = cfg[SURROGATE]
     ch = cfg[CHUNK_LEN]
-    kept = cfg[KEPT] != 0
     lam = par[LAMBDA]
     th = par[THRESHOLD]
     zero = par[ZERO]
@@ -616,6 +645,8 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
     rec = np.empty((3, n_steps, ch), x.dtype)  # recomputed per-step values
     h = np.empty(ch, x.dtype)
     gsur = np.empty(ch, x.dtype)
+    has_bits = bits.shape[0] == n_steps
+    no_bits = np.zeros(ch, np.uint8)  # ILIF with the MPIU: the spikes are packed in gx
     for c in range(c0, c1):
         lo = c * ch
         hi = min(n, lo + ch)
@@ -624,25 +655,123 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
         _load_rows(ga, adj, not want_adj, lo, m)
         if kind == KIND_ILIF:
             for t in range(n_steps):
-                ilif_recompute_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m],
-                                   bits[t, lo:hi], rec[0, t, :m], gx[t, lo:hi], par, ciu, mpiu,
-                                   kept)
+                bt = bits[t, lo:hi] if has_bits else no_bits[:m]
+                ilif_rebuild_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m], bt,
+                                 rec[0, t, :m], gx[t, lo:hi], par, ciu, mpiu)
             for t in range(n_steps - 1, -1, -1):
                 ht = rec[0, t, :m]
+                bt = bits[t, lo:hi] if has_bits else no_bits[:m]
                 surrogate_row(gsur[:m], ht, code, par)
-                ilif_backward_step(x[t, lo:hi], bits[t, lo:hi], gout[t, lo:hi], gx[t, lo:hi],
+                ilif_backward_step(x[t, lo:hi], bt, gout[t, lo:hi], gx[t, lo:hi],
                                    ga[0, :m], ga[1, :m], ga[2, :m], ga[3, :m], ht, gsur[:m], lam,
                                    th, par[CIU_GAIN], par[MPIU_GAIN], zero, one, keep_reset,
                                    keep_inh, ciu, mpiu)
         else:
             for t in range(n_steps):
-                clif_recompute_row(x[t, lo:hi], ws[0, :m], ws[1, :m], bits[t, lo:hi], h[:m],
-                                   rec[1, t, :m], gx[t, lo:hi], rec[2, t, :m], par, kept)
+                clif_rebuild_row(x[t, lo:hi], ws[0, :m], ws[1, :m], h[:m], rec[1, t, :m],
+                                 gx[t, lo:hi], rec[2, t, :m], par)
                 surrogate_row(rec[0, t, :m], h[:m], code, par)
             for t in range(n_steps - 1, -1, -1):
-                clif_backward_step(bits[t, lo:hi], gout[t, lo:hi], gx[t, lo:hi], ga[0, :m],
-                                   ga[1, :m], rec[1, t, :m], rec[2, t, :m], rec[0, t, :m], lam,
-                                   th, par[TAU], zero, one, keep_reset)
+                clif_backward_step(gout[t, lo:hi], gx[t, lo:hi], ga[0, :m], ga[1, :m],
+                                   rec[1, t, :m], rec[2, t, :m], rec[0, t, :m], lam, th,
+                                   par[TAU], zero, one, keep_reset)
         if want_adj:
             for kk in range(n_state):
                 adj[kk, lo:hi] = ga[kk, :m]
+
+
+# ------------------------------------------------------------------------ OpenMP launch bodies
+# meta[0]: the next chunk (shared counter); meta[1]: chunks; meta[2]: threads; then per array
+# its address and (up to 3) dimensions
+COUNTER, N_CHUNKS, N_THREADS, HEADER = 0, 1, 2, 3
+PER_ARRAY = 4
+
+
+@intrinsic
+def _pointer(typingctx, address):
+    """The ``void*`` at an integer address."""
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+    return types.voidptr(types.int64), codegen
+
+
+@intrinsic
+def _compare_and_swap(typingctx, array, index, expected, new):
+    """Atomically: if ``array[index]`` (int64) equals ``expected``, store ``new``; returns the
+    value found."""
+    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, value=args[0])
+        ptr = builder.gep(arr.data, [args[1]])
+        pair = builder.cmpxchg(ptr, args[2], args[3], "seq_cst", "seq_cst")
+        return builder.extract_value(pair, 0)
+
+    return types.int64(array, types.int64, types.int64, types.int64), codegen
+
+
+@njit(inline="always")
+def next_block(meta):
+    """The next block [c0, c1) of chunks (c0 ≥ chunks when none is left)."""
+    n = meta[N_CHUNKS]
+    while True:
+        c0 = meta[COUNTER]
+        if c0 >= n:
+            return n, n
+        c1 = min(n, c0 + max(1, (n - c0) // (2 * meta[N_THREADS])))
+        if _compare_and_swap(meta, COUNTER, c0, c1) == c0:
+            return c0, c1
+
+
+@njit(inline="always")
+def array_at(meta, k, ndim, dtype):
+    """The ``k``-th array of ``meta`` (C-contiguous, ``ndim`` dimensions of ``dtype``)."""
+    base = HEADER + PER_ARRAY * k
+    ptr = _pointer(meta[base])
+    if ndim == 1:
+        return carray(ptr, (meta[base + 1],), dtype)
+    if ndim == 2:
+        return carray(ptr, (meta[base + 1], meta[base + 2]), dtype)
+    return carray(ptr, (meta[base + 1], meta[base + 2], meta[base + 3]), dtype)
+
+
+@functools.cache
+def omp_bodies(dtype: np.dtype) -> dict:
+    """The ``cfunc`` bodies that :mod:`ilif.kernels._omp` launches on torch's OpenMP threads:
+    the forward and backward drivers for one float dtype, compiled (or loaded from numba's cache)
+    on first use. They are defined in this file because numba invalidates a cached function only
+    when its own file changes, not when a function it calls does."""
+    f = types.float32 if dtype == np.float32 else types.float64
+    u8, i64, f64 = types.uint8, types.int64, types.float64
+
+    @cfunc(types.void(types.voidptr), nopython=True, error_model="numpy", cache=True)
+    def forward_body(data):
+        meta = carray(data, (HEADER + PER_ARRAY * 9,), i64)
+        x, state0 = array_at(meta, 0, 2, f), array_at(meta, 1, 2, f)
+        spikes, bits = array_at(meta, 2, 2, f), array_at(meta, 3, 2, u8)
+        sgm, final = array_at(meta, 4, 2, f), array_at(meta, 5, 2, f)
+        par, cfg = array_at(meta, 6, 1, f), array_at(meta, 7, 1, i64)
+        stats = array_at(meta, 8, 3, f64)
+        while True:
+            c0, c1 = next_block(meta)
+            if c0 >= c1:
+                return
+            forward(x, state0, spikes, bits, sgm, final, par, cfg, stats, c0, c1)
+
+    @cfunc(types.void(types.voidptr), nopython=True, error_model="numpy", cache=True)
+    def backward_body(data):
+        meta = carray(data, (HEADER + PER_ARRAY * 8,), i64)
+        x, bits, gout = array_at(meta, 0, 2, f), array_at(meta, 1, 2, u8), array_at(meta, 2, 2, f)
+        state0, adj = array_at(meta, 3, 2, f), array_at(meta, 4, 2, f)
+        gx = array_at(meta, 5, 2, f)
+        par, cfg = array_at(meta, 6, 1, f), array_at(meta, 7, 1, i64)
+        while True:
+            c0, c1 = next_block(meta)
+            if c0 >= c1:
+                return
+            backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1)
+
+    return {"forward": forward_body, "backward": backward_body}

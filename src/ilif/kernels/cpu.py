@@ -230,11 +230,13 @@ _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.uin
 class FusedNeuronFunction(torch.autograd.Function):
     """``(x[T, N], state0[S, N]) -> (spikes[T, N], final_state[S, N])`` with fused BPTT.
 
-    Saved for backward: the spikes as uint8 (T·N bytes; ILIF adds the clamp's slope as bit 1),
-    the buffer holding σ(M) resp. σ(C) that becomes dL/dx (ILIF with the MPIU, CLIF: T·N
-    values), ``x`` itself (held by autograd anyway) and, unless it is all zero, the initial
-    state (S·N, once per call, not per step). The first backward reads the kept σ; a second one
-    through a retained graph finds it consumed and recomputes it.
+    Saved for backward: ILIF with the MPIU keeps σ(M) with the spike and the clamp's slope
+    packed into its sign and top exponent bit (T·N values), in the buffer that becomes dL/dx;
+    CLIF keeps σ(C) there with the spike in the sign bit; LIF and ILIF without the MPIU keep the
+    uint8 spikes (with the slope in bit 1). Also ``x`` itself (held by autograd anyway) and,
+    unless it is all zero, the initial state (S·N, once per call, not per step). The first
+    backward reads the kept values and overwrites them; a second one through a retained graph
+    runs the forward again to get them back.
     """
 
     @staticmethod
@@ -245,12 +247,12 @@ class FusedNeuronFunction(torch.autograd.Function):
         needs_grad = any(ctx.needs_input_grad[:2])
         ctx.set_materialize_grads(False)  # an unused final state gets no zero-filled gradient
         is_ilif = conf.cfg[ops.KIND] == ops.KIND_ILIF
+        # ILIF with the MPIU and CLIF keep σ(M) resp. σ(C) with the spikes packed in, in the
+        # buffer that the backward turns into dL/dx; LIF and ILIF without the MPIU the uint8 spikes
+        packed = not is_ilif or conf.cfg[ops.MPIU] != 0
         spikes = BUFFERS.empty((n_steps, n), x.dtype)
-        bits = BUFFERS.empty((n_steps if needs_grad else 0, n), torch.uint8)
-        # σ(M) (ILIF with the MPIU) or σ(C) (CLIF) is written into the buffer that the backward
-        # turns into dL/dx: keeping it costs no extra allocation
-        keep_sgm = needs_grad and (not is_ilif or conf.cfg[ops.MPIU] != 0)
-        grad_buffer = BUFFERS.empty((n_steps if keep_sgm else 0, n), x.dtype)
+        bits = BUFFERS.empty((n_steps if needs_grad and not packed else 0, n), torch.uint8)
+        grad_buffer = BUFFERS.empty((n_steps if needs_grad and packed else 0, n), x.dtype)
         final = BUFFERS.empty((state0.shape[0], n), x.dtype)
         want_stats = bool(conf.cfg[ops.WANT_STATS])
         cfg = conf.cfg.copy()
@@ -288,15 +290,30 @@ class FusedNeuronFunction(torch.autograd.Function):
         n_steps, n = x.shape
         cfg = ctx.conf.cfg.copy()
         cfg[ops.CHUNK_LEN] = ops.chunk_len(n_steps, backward=True)
-        use_kept = ctx.kept_valid
-        ctx.kept_valid = False  # consumed: σ becomes dL/dx
-        # the kept σ is read and overwritten with dL/dx in place
-        grad_x = (grad_buffer if use_kept and grad_buffer.shape[0]
-                  else BUFFERS.empty(tuple(x.shape), x.dtype))
-        cfg[ops.KEPT] = int(use_kept)
+        packed = grad_buffer.shape[0] != 0  # ILIF with the MPIU, CLIF: σ with the spikes
+        if packed and not ctx.kept_valid:
+            # a second backward through a retained graph: the first one overwrote σ and the
+            # spikes with dL/dx, so the forward runs again (the same operations, the same spikes)
+            grad_buffer = BUFFERS.empty(tuple(x.shape), x.dtype)
+            _refill_packed(x, state0, grad_buffer, ctx.conf)
+        ctx.kept_valid = False  # consumed: the kept values become dL/dx, in place
+        grad_x = grad_buffer if packed else BUFFERS.empty(tuple(x.shape), x.dtype)
         _launch("backward", -(-n // int(cfg[ops.CHUNK_LEN])), _np(x), _np(bits),
                 _np(grad_spikes), _np(state0), _np(adj), _np(grad_x), ctx.conf.par, cfg)
         return grad_x, (adj if want_state_grad else None), None, None, None
+
+
+def _refill_packed(x: Tensor, state0: Tensor, out: Tensor, conf: _Config) -> None:
+    """Write the forward's packed σ and spikes (ILIF with the MPIU, CLIF) into ``out[T, N]``."""
+    ops = _ops()
+    n_steps, n = x.shape
+    cfg = conf.cfg.copy()
+    cfg[ops.CHUNK_LEN] = ops.chunk_len(n_steps, backward=False)
+    cfg[ops.WANT_STATS] = 0
+    unused = np.empty((0, n), _NUMPY_DTYPES[x.dtype])
+    _launch("forward", -(-n // int(cfg[ops.CHUNK_LEN])), _np(x), _np(state0), unused,
+            np.empty((0, n), np.uint8), _np(out), np.empty((state0.shape[0], n), unused.dtype),
+            conf.par, cfg, np.zeros((0, 3, n_steps)))
 
 
 def cpu_multi_step(
