@@ -14,17 +14,18 @@ Floating-point contraction (FMA) is allowed only in the exponential's polynomial
 steps and the statistics (whose float64 sum may also be reassociated); the forward recurrences,
 and their recomputation in the backward, keep the eager rounding, operation by operation.
 
-What the backward gets from the forward: the spikes as uint8 (ILIF: the clamp's slope
-1[I ≥ 0] in bit 1) and, for ILIF with the MPIU and CLIF, σ(M) resp. σ(C) of every step, written
-into the buffer that the backward then overwrites with dL/dx. Per chunk the backward first
-rebuilds the other per-step values from ``x``, the initial state and these (for ILIF the LIF-like
-recurrence without an exponential; CLIF also recomputes σ(H/τ)) into scratch rows that stay in
-the cache, then runs the adjoints backwards in time. Keeping σ saves its exponential; keeping h
-as well (4 more bytes per neuron-step, as commit e47595e did) ran no faster in
-``benchmarks/neurons.py``: at two threads the kernels are bound by memory traffic as much as by
-arithmetic. Without the kept σ (a second backward
-through a retained graph) the backward recomputes it. The loops are vectorised with 512-bit
-registers where the CPU has them (:func:`wide_vectors`).
+What the backward gets from the forward: for ILIF with the MPIU σ(M) of every step, and for CLIF
+σ(C), with the spike packed into its sign bit and ILIF's clamp slope 1[I ≥ 0] into the top bit of
+its exponent (:func:`pack_sigma`: exact, as 0 < σ ≤ 1), written into the buffer that the backward
+then overwrites with dL/dx; for LIF and ILIF without the MPIU the spikes as uint8 (the slope in
+bit 1). Per chunk the backward first rebuilds the other per-step values from ``x``, the initial
+state and these (for ILIF the LIF-like recurrence without an exponential; CLIF also recomputes
+σ(H/τ)) into scratch rows that stay in the cache, then runs the adjoints backwards in time.
+Keeping σ saves its exponential; keeping h as well (4 more bytes per neuron-step, as commit
+e47595e did) ran no faster in ``benchmarks/neurons.py``: at two threads the kernels are bound by
+memory traffic as much as by arithmetic. A second backward through a retained graph finds the
+kept values overwritten, so its caller runs the forward again first. The loops are vectorised
+with 512-bit registers where the CPU has them (:func:`wide_vectors`).
 """
 
 from __future__ import annotations
@@ -308,19 +309,20 @@ def accumulate_stats(stats_c, t, h, s, code, par):
 
 
 @njit(inline="always", error_model="numpy")
-def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, rebuild):
+def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, rebuild,
+                    store_h):
     """One ILIF step over a row of neurons, in place on the state rows (SPEC §2)::
 
     I = k·(I + D) ;  H = λ·v + x − max(I, 0) ;  h = H − θ ;  S = Θ(h) ;  U = H − S·θ
     M = κ·(M + S·U) ;  v = U − S·σ(M) ;  D = x·S
 
-    The operation order mirrors the eager float ops so that the spikes are identical. ``h``
-    receives h. The forward decides S and writes it to ``spk`` (dtype) and, as the uint8
-    ``bits`` (bit 0 the spike, bit 1 the clamp's slope 1[I ≥ 0] with ``ciu``), either into
-    ``bits`` or, with ``mpiu``, packed with σ(M) into ``sgm`` (:func:`pack_sigma`; ``bits`` is
-    then scratch). ``rebuild`` (the backward) reads S, and σ(M) with ``mpiu``, from the same
-    place instead; M itself is then not needed. The flags are compile-time constants at every
-    call, so each gets its own branch-free loop.
+    The operation order mirrors the eager float ops so that the spikes are identical. The
+    forward decides S and writes it to ``spk`` (dtype), and either, with ``mpiu``, σ(M) with S and
+    the clamp's slope 1[I ≥ 0] packed in to ``sgm`` (:func:`pack_sigma`), or S and the slope as
+    the uint8 ``bits`` (bit 0, bit 1); h goes to ``h`` only with ``store_h`` (the statistics).
+    ``rebuild`` (the backward) reads S, and σ(M) with ``mpiu``, from the same place instead, and
+    writes h; M itself is then not needed. The flags are compile-time constants at every call, so
+    each combination gets its own branch-free loop.
     """
     lam = par[LAMBDA]
     th = par[THRESHOLD]
@@ -350,11 +352,12 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
         uu = hm - s * th
         if ciu:
             trace[j] = tr
-        h[j] = hh
+        if rebuild or store_h:
+            h[j] = hh
         if not rebuild:
             spk[j] = s
-            slope = (np.uint8(2) if tr >= zero else np.uint8(0)) if ciu else np.uint8(0)
-            bits[j] = (np.uint8(1) if hh >= zero else np.uint8(0)) | slope
+            if not mpiu:
+                bits[j] = _flag_bits(s, tr, ciu, zero)
         if rebuild and mpiu:
             v[j] = uu - s * unpack_sigma(code)[0]
         else:
@@ -365,35 +368,55 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
             drive[j] = xj * s
     if mpiu and not rebuild:
         # σ(M) in a loop of its own: the exponential's long dependency chain vectorises and
-        # overlaps better alone than inside the step's loop
+        # overlaps better alone than inside the step's loop; S and I are read back from their
+        # rows (a uint8 row passing them on cost more)
         for j in range(x.shape[0]):
-            b = bits[j]
+            s = spk[j]
+            tr = trace[j] if ciu else zero
             sg = sigmoid(memory[j], one)
-            v[j] = v[j] - (one if (b & np.uint8(1)) != 0 else zero) * sg
-            sgm[j] = pack_sigma(sg, b)
+            v[j] = v[j] - s * sg
+            sgm[j] = pack_sigma(sg, _flag_bits(s, tr, ciu, zero))
 
 
 @njit(inline="always", error_model="numpy")
-def ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, rebuild):
+def _flag_bits(s, tr, ciu, zero):
+    """The uint8 flags of a neuron-step: bit 0 the spike ``s`` (0 or 1), bit 1 the clamp's slope
+    1[I ≥ 0] (with ``ciu``)."""
+    spiked = np.uint8(1) if s != zero else np.uint8(0)
+    if ciu:
+        return spiked | (np.uint8(2) if tr >= zero else np.uint8(0))
+    return spiked
+
+
+@njit(inline="always", error_model="numpy")
+def _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, rebuild,
+                     store_h):
     """:func:`_ilif_step_loop` with the runtime flags ``ciu``, ``mpiu`` turned into constants."""
     if ciu:
         if mpiu:
             _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True, True,
-                            rebuild)
+                            rebuild, store_h)
         else:
             _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True, False,
-                            rebuild)
+                            rebuild, store_h)
     elif mpiu:
-        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, True, rebuild)
+        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, True, rebuild,
+                        store_h)
     else:
-        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, False, rebuild)
+        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, False, rebuild,
+                        store_h)
 
 
 @njit(inline="always", error_model="numpy")
-def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu):
-    """The forward ILIF step of a row (:func:`_ilif_step_loop`)."""
+def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, store_h):
+    """The forward ILIF step of a row (:func:`_ilif_step_loop`); h into ``h`` with ``store_h``."""
     wide_vectors()
-    ilif_step_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, False)
+    if store_h:
+        _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, False,
+                         True)
+    else:
+        _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, False,
+                         False)
 
 
 @njit(inline="always", error_model="numpy")
@@ -401,7 +424,7 @@ def ilif_rebuild_row(x, v, trace, memory, drive, bits, h, sgm, par, ciu, mpiu):
     """The backward's rebuild of an ILIF step of a row (:func:`_ilif_step_loop`): h into ``h``
     from S in ``bits``, or S and σ(M) packed in ``sgm`` (``mpiu``)."""
     wide_vectors()
-    ilif_step_row(x, v, trace, memory, drive, bits, x, h, sgm, par, ciu, mpiu, True)
+    _ilif_step_flags(x, v, trace, memory, drive, bits, x, h, sgm, par, ciu, mpiu, True, True)
 
 
 @njit(inline="always", error_model="numpy", fastmath={"contract"})
@@ -602,7 +625,7 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats
             h = buf[0, :m]
             if kind == KIND_ILIF:
                 ilif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m], bits,
-                                 spk, h, sgm, par, ciu, mpiu)
+                                 spk, h, sgm, par, ciu, mpiu, want_stats)
             else:
                 clif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], spk, h, sgm, par)
             if want_stats:
