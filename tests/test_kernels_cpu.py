@@ -458,7 +458,7 @@ def test_no_grad_forward() -> None:
 
 # ------------------------------------------------------------------------------- dispatch
 def _spy():
-    return mock.patch.object(cpu, "cpu_multi_step", wraps=cpu.cpu_multi_step)
+    return mock.patch.object(cpu, "run_checked", wraps=cpu.run_checked)
 
 
 @pytest.mark.parametrize("cls", [LIF, ILIF, CLIF])

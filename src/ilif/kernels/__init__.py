@@ -62,8 +62,8 @@ def fused_multi_step(neuron, x_seq: Tensor, state: NamedTuple, want_stats: bool,
         return _run_triton(neuron, x_seq, state, want_stats, explicit=False)
     if x_seq.device.type != "cpu":
         return None
-    from ilif.kernels.cpu import cpu_multi_step, unsupported_reason
+    from ilif.kernels.cpu import run_checked, unsupported_reason
 
     if unsupported_reason(neuron, x_seq, state) is not None:
         return None
-    return cpu_multi_step(neuron, x_seq, state, want_stats)
+    return run_checked(neuron, x_seq, state, want_stats)

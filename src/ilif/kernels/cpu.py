@@ -29,7 +29,7 @@ from torch import Tensor
 from ilif.neurons import functional as F
 from ilif.neurons.base import Neuron, NeuronStats
 
-__all__ = ["cpu_multi_step", "unsupported_reason", "FusedNeuronFunction"]
+__all__ = ["cpu_multi_step", "run_checked", "unsupported_reason", "FusedNeuronFunction"]
 
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
 _STEP_KIND = {F.lif_step: "lif", F.ilif_step: "ilif", F.clif_step: "clif"}
@@ -328,6 +328,13 @@ def cpu_multi_step(
     reason = unsupported_reason(neuron, x_seq, state)
     if reason is not None:
         raise ValueError(f"backend='cpu' cannot run this call: {reason}")
+    return run_checked(neuron, x_seq, state, want_stats)
+
+
+def run_checked(
+    neuron: Neuron, x_seq: Tensor, state: NamedTuple, want_stats: bool
+) -> tuple[Tensor, NamedTuple, NeuronStats | None]:
+    """:func:`cpu_multi_step` for a call that :func:`unsupported_reason` has accepted."""
     shape = x_seq.shape
     n_steps = shape[0]
     x2 = x_seq.reshape(n_steps, -1)
@@ -344,7 +351,7 @@ def cpu_multi_step(
         state0 = torch.stack([s.reshape(-1) for s in state])
         zero_state = not any(bool(s.any()) for s in state)
     spikes, final = FusedNeuronFunction.apply(x2, state0, conf, stats_out, zero_state)
-    final_state = type(state)(*(f.view(shape[1:]) for f in final.unbind(0)))
+    final_state = type(state)(*final.view(final.shape[0], *shape[1:]).unbind(0))
     stats = None
     if want_stats:
         sums = torch.from_numpy(stats_out[0])
