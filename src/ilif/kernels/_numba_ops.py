@@ -190,34 +190,37 @@ def unpack_sigma(code):
     raise NotImplementedError("unpack_sigma runs inside numba kernels only")
 
 
-def _pack_f32(sg, b):
-    wide = np.int32(b)
-    return _f32_from_bits(_bits_of_f32(sg) | ((wide & 1) << 31) | ((wide & 2) << 29))
+def _sigma_packing(int_type, bits_of, from_bits, width: int):
+    """The compiled :func:`pack_sigma` and :func:`unpack_sigma` for a float of ``width`` bits."""
+    top = width - 1  # the sign bit
+    slope_bit = 1 << (width - 2)  # the exponent's top bit
+    sigma_bits = slope_bit - 1
+
+    def pack(sg, b):
+        wide = int_type(b)
+        return from_bits(bits_of(sg) | ((wide & 1) << top) | ((wide & 2) << (top - 2)))
+
+    def unpack(code):
+        bits = bits_of(code)
+        return from_bits(bits & sigma_bits), bits < 0, (bits & slope_bit) != 0
+
+    return pack, unpack
 
 
-def _unpack_f32(code):
-    bits = _bits_of_f32(code)
-    return _f32_from_bits(bits & 0x3FFFFFFF), bits < 0, (bits & 0x40000000) != 0
-
-
-def _pack_f64(sg, b):
-    wide = np.int64(b)
-    return _f64_from_bits(_bits_of_f64(sg) | ((wide & 1) << 63) | ((wide & 2) << 61))
-
-
-def _unpack_f64(code):
-    bits = _bits_of_f64(code)
-    return _f64_from_bits(bits & 0x3FFFFFFFFFFFFFFF), bits < 0, (bits & 0x4000000000000000) != 0
+_PACKING = {
+    types.float32: _sigma_packing(np.int32, _bits_of_f32, _f32_from_bits, 32),
+    types.float64: _sigma_packing(np.int64, _bits_of_f64, _f64_from_bits, 64),
+}
 
 
 @overload(pack_sigma, jit_options={"error_model": "numpy"})
 def _pack_sigma_overload(sg, b):
-    return {types.float32: _pack_f32, types.float64: _pack_f64}.get(sg)
+    return _PACKING[sg][0] if sg in _PACKING else None
 
 
 @overload(unpack_sigma, jit_options={"error_model": "numpy"})
 def _unpack_sigma_overload(code):
-    return {types.float32: _unpack_f32, types.float64: _unpack_f64}.get(code)
+    return _PACKING[code][1] if code in _PACKING else None
 
 
 @njit(inline="always", error_model="numpy")
