@@ -126,7 +126,7 @@ def section_threads(args: argparse.Namespace) -> dict[str, Any]:
 def _repeat_forward_row(k, r, bits, par, ciu, mpiu):
     for _ in range(k):
         ops.ilif_forward_row(r[0], r[1], r[2], r[3], r[4], bits, r[5], r[6], r[7], par, ciu, mpiu,
-                             False)
+                             ops.STATS_NONE)
 
 
 @njit(error_model="numpy")  # as the drivers: no zero-division checks in the loops

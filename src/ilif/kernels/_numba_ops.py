@@ -54,6 +54,8 @@ PAR_SIZE = 10
 
 # stats[chunk, quantity, t] with the quantities below
 STAT_SPIKES, STAT_OPEN, STAT_SURROGATE = range(3)
+# what the ILIF forward step adds for the statistics: nothing, the counts, the counts and h
+STATS_NONE, STATS_COUNT, STATS_H = range(3)
 
 _LOG2E = 1.4426950408889634
 # 1.5·2^23 + 127 (float32), 1.5·2^52 + 1023 (float64): adding it rounds a·log2(e) to an integer n
@@ -263,16 +265,30 @@ def surrogate_row(out, h, code, par):
 
 
 @njit(inline="always", error_model="numpy", fastmath={"reassoc", "contract"})
-def _stats_loop(stats_c, t, h, s, par, code):
-    half = par[HALF_WIDTH]
-    n_spk = 0
-    n_open = 0
+def _surrogate_sum_loop(h, par, code):
     g_sum = 0.0
     for j in range(h.shape[0]):
-        hj = h[j]
-        n_spk += 1 if s[j] != 0 else 0
-        n_open += 1 if abs(hj) < half else 0
-        g_sum += np.float64(_surrogate(hj, par, code))
+        g_sum += np.float64(_surrogate(h[j], par, code))
+    return g_sum
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def surrogate_sum(h, n_open, code, par):
+    """Σ g(h) over a row in float64, reassociated (so that it vectorises). For the rectangle g is
+    1/γ on the ``n_open`` open steps and 0 elsewhere, so the sum is n_open·(1/γ), exactly (it
+    needs at most 24 + log2(n) of float64's 53 bits) and without reading h."""
+    wide_vectors()
+    if code == RECTANGLE:
+        return n_open * np.float64(par[ONE] / par[WIDTH])
+    if code == TRIANGLE:
+        return _surrogate_sum_loop(h, par, TRIANGLE)
+    if code == SIGMOID:
+        return _surrogate_sum_loop(h, par, SIGMOID)
+    return _surrogate_sum_loop(h, par, ATAN)
+
+
+@njit(inline="always", error_model="numpy")
+def _record_stats(stats_c, t, n_spk, n_open, g_sum):
     stats_c[STAT_SPIKES, t] = n_spk
     stats_c[STAT_OPEN, t] = n_open
     stats_c[STAT_SURROGATE, t] = g_sum
@@ -280,19 +296,16 @@ def _stats_loop(stats_c, t, h, s, par, code):
 
 @njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def accumulate_stats(stats_c, t, h, s, code, par):
-    """Per-step sums of one chunk in one pass: spikes, gradient-open steps (|h| < γ/2), and g(h).
-
-    The counts are integers; the float64 sum of g may be reassociated (so that it vectorises).
-    """
+    """Per-step sums of one chunk: spikes, gradient-open steps (|h| < γ/2, in h's dtype), and
+    g(h) (:func:`surrogate_sum`). The ILIF forward counts in its step loop instead."""
     wide_vectors()
-    if code == RECTANGLE:
-        _stats_loop(stats_c, t, h, s, par, RECTANGLE)
-    elif code == TRIANGLE:
-        _stats_loop(stats_c, t, h, s, par, TRIANGLE)
-    elif code == SIGMOID:
-        _stats_loop(stats_c, t, h, s, par, SIGMOID)
-    else:
-        _stats_loop(stats_c, t, h, s, par, ATAN)
+    half = par[HALF_WIDTH]
+    n_spk = 0
+    n_open = 0
+    for j in range(h.shape[0]):
+        n_spk += 1 if s[j] != 0 else 0
+        n_open += 1 if abs(h[j]) < half else 0
+    _record_stats(stats_c, t, n_spk, n_open, surrogate_sum(h, n_open, code, par))
 
 
 # The loops below take one 1-D C-contiguous row per quantity (``x[t, lo:hi]``, ``state[k, lo:hi]``,
@@ -313,7 +326,7 @@ def accumulate_stats(stats_c, t, h, s, code, par):
 
 @njit(inline="always", error_model="numpy")
 def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, rebuild,
-                    store_h):
+                    stats):
     """One ILIF step over a row of neurons, in place on the state rows (SPEC §2)::
 
     I = k·(I + D) ;  H = λ·v + x − max(I, 0) ;  h = H − θ ;  S = Θ(h) ;  U = H − S·θ
@@ -322,7 +335,9 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
     The operation order mirrors the eager float ops so that the spikes are identical. The
     forward decides S and writes it to ``spk`` (dtype), and either, with ``mpiu``, σ(M) with S and
     the clamp's slope 1[I ≥ 0] packed in to ``sgm`` (:func:`pack_sigma`), or S and the slope as
-    the uint8 ``bits`` (bit 0, bit 1); h goes to ``h`` only with ``store_h`` (the statistics).
+    the uint8 ``bits`` (bit 0, bit 1). With ``stats`` (:data:`STATS_COUNT`, :data:`STATS_H`) it
+    returns the row's spike count and gradient-open count (|h| < γ/2), else (0, 0); h goes to
+    ``h`` only with :data:`STATS_H` (a surrogate sum that needs it).
     ``rebuild`` (the backward) reads S, and σ(M) with ``mpiu``, from the same place instead, and
     writes h; M itself is then not needed. The flags are compile-time constants at every call, so
     each combination gets its own branch-free loop.
@@ -333,6 +348,9 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
     kap = par[MPIU_GAIN]
     zero = par[ZERO]
     one = par[ONE]
+    half = par[HALF_WIDTH]
+    n_spk = 0
+    n_open = 0
     for j in range(x.shape[0]):
         xj = x[j]
         vj = v[j]
@@ -355,8 +373,11 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
         uu = hm - s * th
         if ciu:
             trace[j] = tr
-        if rebuild or store_h:
+        if rebuild or stats == STATS_H:
             h[j] = hh
+        if stats != STATS_NONE:
+            n_spk += 1 if hh >= zero else 0
+            n_open += 1 if abs(hh) < half else 0
         if not rebuild:
             spk[j] = s
             if not mpiu:
@@ -379,6 +400,7 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
             sg = sigmoid(memory[j], one)
             v[j] = v[j] - s * sg
             sgm[j] = pack_sigma(sg, _flag_bits(s, tr, ciu, zero))
+    return n_spk, n_open
 
 
 @njit(inline="always", error_model="numpy")
@@ -393,33 +415,34 @@ def _flag_bits(s, tr, ciu, zero):
 
 @njit(inline="always", error_model="numpy")
 def _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, rebuild,
-                     store_h):
+                     stats):
     """:func:`_ilif_step_loop` with the runtime flags ``ciu``, ``mpiu`` turned into constants."""
     if ciu:
         if mpiu:
-            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True, True,
-                            rebuild, store_h)
-        else:
-            _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True, False,
-                            rebuild, store_h)
-    elif mpiu:
-        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, True, rebuild,
-                        store_h)
-    else:
-        _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, False, rebuild,
-                        store_h)
+            return _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True,
+                                   True, rebuild, stats)
+        return _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, True, False,
+                               rebuild, stats)
+    if mpiu:
+        return _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, True,
+                               rebuild, stats)
+    return _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, False, False,
+                           rebuild, stats)
 
 
 @njit(inline="always", error_model="numpy")
-def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, store_h):
-    """The forward ILIF step of a row (:func:`_ilif_step_loop`); h into ``h`` with ``store_h``."""
+def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, stats):
+    """The forward ILIF step of a row (:func:`_ilif_step_loop`); returns (spike count, open
+    count) with ``stats``, which is turned into a constant here."""
     wide_vectors()
-    if store_h:
-        _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, False,
-                         True)
-    else:
-        _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, False,
-                         False)
+    if stats == STATS_H:
+        return _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
+                                False, STATS_H)
+    if stats == STATS_COUNT:
+        return _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
+                                False, STATS_COUNT)
+    return _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, False,
+                            STATS_NONE)
 
 
 @njit(inline="always", error_model="numpy")
@@ -427,7 +450,8 @@ def ilif_rebuild_row(x, v, trace, memory, drive, bits, h, sgm, par, ciu, mpiu):
     """The backward's rebuild of an ILIF step of a row (:func:`_ilif_step_loop`): h into ``h``
     from S in ``bits``, or S and σ(M) packed in ``sgm`` (``mpiu``)."""
     wide_vectors()
-    _ilif_step_flags(x, v, trace, memory, drive, bits, x, h, sgm, par, ciu, mpiu, True, True)
+    _ilif_step_flags(x, v, trace, memory, drive, bits, x, h, sgm, par, ciu, mpiu, True,
+                     STATS_NONE)
 
 
 @njit(inline="always", error_model="numpy", fastmath={"contract"})
@@ -613,6 +637,9 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats
     want_bits = out_bits.shape[0] == n_steps
     want_sgm = out_sgm.shape[0] == n_steps
     want_stats = cfg[WANT_STATS] != 0
+    # the rectangle's Σ g(h) follows from the open count; the other surrogates need h
+    stats_mode = (STATS_NONE if not want_stats else
+                  STATS_COUNT if cfg[SURROGATE] == RECTANGLE else STATS_H)
     ws = np.zeros((4, ch), x.dtype)  # working state (v, I|C, M, D); unused rows stay 0
     buf = np.empty((3, ch), x.dtype)  # h, σ and the spikes when the caller wants none
     no_bits = np.empty(ch, np.uint8)  # the uint8 spikes when the caller wants none
@@ -627,12 +654,16 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats
             sgm = out_sgm[t, lo:hi] if want_sgm else buf[1, :m]
             h = buf[0, :m]
             if kind == KIND_ILIF:
-                ilif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m], bits,
-                                 spk, h, sgm, par, ciu, mpiu, want_stats)
+                n_spk, n_open = ilif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m],
+                                                 ws[3, :m], bits, spk, h, sgm, par, ciu, mpiu,
+                                                 stats_mode)
+                if want_stats:
+                    _record_stats(stats[c], t, n_spk, n_open,
+                                  surrogate_sum(h, n_open, cfg[SURROGATE], par))
             else:
                 clif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], spk, h, sgm, par)
-            if want_stats:
-                accumulate_stats(stats[c], t, h, spk, cfg[SURROGATE], par)
+                if want_stats:
+                    accumulate_stats(stats[c], t, h, spk, cfg[SURROGATE], par)
         for kk in range(n_state):
             out_state[kk, lo:hi] = ws[kk, :m]
 
