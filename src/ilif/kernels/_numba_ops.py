@@ -433,16 +433,27 @@ def _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mp
 @njit(inline="always", error_model="numpy")
 def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, stats):
     """The forward ILIF step of a row (:func:`_ilif_step_loop`); returns (spike count, open
-    count) with ``stats``, which is turned into a constant here."""
+    count) with ``stats``."""
+    if stats == STATS_NONE:
+        wide_vectors()
+        return _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
+                                False, STATS_NONE)
+    return ilif_forward_row_counted(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
+                                    stats)
+
+
+@njit(cache=True, error_model="numpy")
+def ilif_forward_row_counted(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
+                             stats):
+    """:func:`ilif_forward_row` with the statistics: a function of its own, called once per row
+    and step, so that the drivers (which inline the plain loops) compile in about half the time.
+    """
     wide_vectors()
     if stats == STATS_H:
         return _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
                                 False, STATS_H)
-    if stats == STATS_COUNT:
-        return _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
-                                False, STATS_COUNT)
     return _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, False,
-                            STATS_NONE)
+                            STATS_COUNT)
 
 
 @njit(inline="always", error_model="numpy")
