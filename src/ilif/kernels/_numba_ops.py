@@ -365,11 +365,12 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
             hm = hm - max(tr, zero)
         hh = hm - th
         if not rebuild:
-            s = one if hh >= zero else zero
+            spiked = hh >= zero
         elif mpiu:
-            s = one if unpack_sigma(code)[1] else zero
+            sg_kept, spiked, _ = unpack_sigma(code)
         else:
-            s = one if (bj & np.uint8(1)) != 0 else zero
+            spiked, _ = _unpack_flags(bj)
+        s = one if spiked else zero
         uu = hm - s * th
         if ciu:
             trace[j] = tr
@@ -383,7 +384,7 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
             if not mpiu:
                 bits[j] = _flag_bits(s, tr, ciu, zero)
         if rebuild and mpiu:
-            v[j] = uu - s * unpack_sigma(code)[0]
+            v[j] = uu - s * sg_kept
         else:
             if mpiu:  # v = U − S·σ(M) follows in the loop below
                 memory[j] = kap * (mj + s * uu)
@@ -414,6 +415,12 @@ def _flag_bits(s, tr, ciu, zero):
 
 
 @njit(inline="always", error_model="numpy")
+def _unpack_flags(b):
+    """``(S ≠ 0, slope ≠ 0)`` from the uint8 flags of :func:`_flag_bits`."""
+    return (b & np.uint8(1)) != 0, (b & np.uint8(2)) != 0
+
+
+@njit(inline="always", error_model="numpy")
 def _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, rebuild,
                      stats):
     """:func:`_ilif_step_loop` with the runtime flags ``ciu``, ``mpiu`` turned into constants."""
@@ -434,8 +441,8 @@ def _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mp
 def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, stats):
     """The forward ILIF step of a row (:func:`_ilif_step_loop`); returns (spike count, open
     count) with ``stats``."""
+    wide_vectors()
     if stats == STATS_NONE:
-        wide_vectors()
         return _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
                                 False, STATS_NONE)
     return ilif_forward_row_counted(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
@@ -446,8 +453,8 @@ def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mp
 def ilif_forward_row_counted(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
                              stats):
     """:func:`ilif_forward_row` with the statistics: a function of its own, called once per row
-    and step, so that the drivers (which inline the plain loops) compile in about half the time.
-    """
+    and step, so that the drivers, which inline the plain loops, stay small enough to compile in
+    reasonable time (``benchmarks/kernel_profile.py --only compile``)."""
     wide_vectors()
     if stats == STATS_H:
         return _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
@@ -482,7 +489,8 @@ def _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, k
         if mpiu:
             sg, spiked, sloped = unpack_sigma(code)
         else:
-            sg, spiked, sloped = zero, (b & np.uint8(1)) != 0, (b & np.uint8(2)) != 0
+            sg = zero
+            spiked, sloped = _unpack_flags(b)
         s = one if spiked else zero
         g_s = g_out
         g_x = zero
@@ -782,6 +790,14 @@ def _compare_and_swap(typingctx, array, index, expected, new):
 
 
 @njit(inline="always")
+def block_end(c0, n_chunks, n_threads):
+    """The end of the block of chunks that starts at ``c0``: a share of what is left, at least one
+    chunk (OpenMP's guided schedule: few kernel calls, and a thread that the OS descheduled on a
+    shared machine delays a small last block only)."""
+    return min(n_chunks, c0 + max(1, (n_chunks - c0) // (2 * n_threads)))
+
+
+@njit(inline="always")
 def next_block(meta):
     """The next block [c0, c1) of chunks (c0 ≥ chunks when none is left)."""
     n = meta[N_CHUNKS]
@@ -789,7 +805,7 @@ def next_block(meta):
         c0 = meta[COUNTER]
         if c0 >= n:
             return n, n
-        c1 = min(n, c0 + max(1, (n - c0) // (2 * meta[N_THREADS])))
+        c1 = block_end(c0, n, meta[N_THREADS])
         if _compare_and_swap(meta, COUNTER, c0, c1) == c0:
             return c0, c1
 

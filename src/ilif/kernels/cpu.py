@@ -1,15 +1,16 @@
 """The fused multi-step CPU path: one numba pass forward, one BPTT pass backward.
 
 :class:`FusedNeuronFunction` is the autograd function. Its forward runs the whole time loop
-(:func:`ilif.kernels._numba_ops.forward`) and keeps, per neuron-step, the spikes as uint8
-(1 byte) beside the input ``x`` that autograd already holds (a contiguous copy is made, and
-saved, only for non-contiguous input), and for ILIF with the MPIU and CLIF σ(M) resp. σ(C),
-written into the buffer that the backward turns into dL/dx (no extra allocation). Its backward
-(:func:`ilif.kernels._numba_ops.backward`) recomputes the other per-step values chunk by chunk
+(:func:`ilif.kernels._numba_ops.forward`) and keeps, per neuron-step, beside the input ``x``
+that autograd already holds (a contiguous copy is made, and saved, only for non-contiguous
+input): for ILIF with the MPIU and CLIF σ(M) resp. σ(C) with the spike packed in, written into
+the buffer that the backward turns into dL/dx (4 bytes in float32, no extra allocation); for LIF
+and ILIF without the MPIU the spikes as uint8 (1 byte). Its backward
+(:func:`ilif.kernels._numba_ops.backward`) rebuilds the other per-step values chunk by chunk
 (cheap without the exponentials, and cache-resident) and runs BPTT backwards in time.
 Gradients flow to the input, to the initial state and from the final state, exactly as through
-the eager loop, so calls can be chained; a second backward through a retained graph recomputes
-what the first one consumed.
+the eager loop, so calls can be chained; a second backward through a retained graph runs the
+forward again for what the first one consumed.
 
 Supported: LIF, ILIF (every flag), CLIF; every surrogate, any width; float32 and float64.
 """
@@ -118,14 +119,14 @@ def _run_chunks(kernel, n_chunks: int, *args: Any) -> None:
     """Run ``kernel(*args, c0, c1)`` over ``n_chunks`` chunks of neurons on
     ``torch.get_num_threads()`` threads (the kernels release the GIL).
 
-    The threads take blocks of chunks from a shared counter, each block a share of what is left
-    (``remaining // (2 · threads)``, at least one chunk; OpenMP's guided schedule): few kernel
-    calls, and a thread that the OS descheduled (a shared machine) delays a small last block only.
+    The threads take blocks of chunks from a shared counter, in the guided schedule of the OpenMP
+    launch (:func:`ilif.kernels._numba_ops.block_end`).
     """
     n_threads = max(1, min(torch.get_num_threads(), n_chunks))
     if n_threads == 1:
         kernel(*args, 0, n_chunks)
         return
+    block_end = _ops().block_end.py_func  # the plain Python function: a few calls per launch
     next_chunk = 0
     counter_lock = threading.Lock()
 
@@ -134,7 +135,7 @@ def _run_chunks(kernel, n_chunks: int, *args: Any) -> None:
         while True:
             with counter_lock:
                 c0 = next_chunk
-                c1 = min(n_chunks, c0 + max(1, (n_chunks - c0) // (2 * n_threads)))
+                c1 = block_end(c0, n_chunks, n_threads)
                 next_chunk = c1
             if c0 >= n_chunks:
                 return
