@@ -10,6 +10,9 @@ hits all of them alike, and reports medians):
   scalar latency-bound loop, once on one thread, then twice the work on two threads.
 - ``rows``: nanoseconds per neuron for one step over 1024 L1-resident neurons: the ILIF forward
   step per flag set (CIU, MPIU), the surrogate g(h) per shape, the ILIF adjoint.
+- ``row_cost``: what a driver spends per row it cuts (per chunk and step), beside the work on
+  the row's neurons: the forward and backward kernels on an L2-resident input [6, 32768], 1
+  thread, with chunks of 64 and of 512 neurons; (time difference) / (row-count difference).
 - ``chunks``: the forward and backward kernels on the main size [6, 32·64·16·16], 2 threads,
   wall clock, per chunk length.
 - ``backward``: the ILIF and LIF forward and backward kernels on the main size, 1 thread, CPU
@@ -56,7 +59,8 @@ from ilif.kernels import _numba_ops as ops
 from ilif.kernels import cpu
 from ilif.neurons import ILIF, LIF
 
-SECTIONS = ("threads", "rows", "chunks", "backward", "order", "compile", "torch_compile")
+SECTIONS = ("threads", "rows", "row_cost", "chunks", "backward", "order", "compile",
+            "torch_compile")
 MAIN = (6, 32 * 64 * 16 * 16)
 ROW = 1024
 
@@ -180,8 +184,9 @@ class _Kernels:
     σ with the spikes packed in, into the dL/dx buffer; else the uint8 spikes), and the backward
     overwrites it with dL/dx: a backward must follow a forward."""
 
-    def __init__(self, neuron) -> None:
-        steps, n = MAIN
+    def __init__(self, neuron, shape: tuple[int, int] = MAIN) -> None:
+        steps, n = shape
+        self.shape = shape
         self.x = _main_input(steps, n).numpy()
         self.gout = _main_input(steps, n).numpy()[::-1].copy()
         conf = cpu._config(neuron, torch.float32, False)
@@ -199,22 +204,41 @@ class _Kernels:
     def forward(self, chunk: int) -> None:
         cfg = self.cfg.copy()
         cfg[ops.CHUNK_LEN] = chunk
-        cpu._launch("forward", -(-MAIN[1] // chunk), self.x, self.state0, self.spikes, self.bits,
-                    self.gx, self.final, self.par, cfg, self.stats)
+        cpu._launch("forward", -(-self.shape[1] // chunk), self.x, self.state0, self.spikes,
+                    self.bits, self.gx, self.final, self.par, cfg, self.stats)
 
     def backward(self, chunk: int) -> None:
         cfg = self.cfg.copy()
         cfg[ops.CHUNK_LEN] = chunk
-        cpu._launch("backward", -(-MAIN[1] // chunk), self.x, self.bits, self.gout, self.state0,
-                    self.adj, self.gx, self.par, cfg)
+        cpu._launch("backward", -(-self.shape[1] // chunk), self.x, self.bits, self.gout,
+                    self.state0, self.adj, self.gx, self.par, cfg)
+
+
+def section_row_cost(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    kern = _Kernels(ILIF(), (MAIN[0], 32768))
+    kern.forward(ops.chunk_len(MAIN[0], backward=False))
+    variants: dict[str, Callable[[], Any]] = {}
+    for chunk in (64, 512):  # each backward reads what the forward before it kept
+        variants[f"forward, chunk {chunk}"] = lambda c=chunk: kern.forward(c)
+        variants[f"backward, chunk {chunk}"] = lambda c=chunk: kern.backward(c)
+    res = _interleaved(variants, 10 * args.rounds)
+    rows = {c: MAIN[0] * 32768 // c for c in (64, 512)}
+    out: dict[str, Any] = {"ms": res}
+    for kind in ("forward", "backward"):
+        ns = (res[f"{kind}, chunk 64"] - res[f"{kind}, chunk 512"]) * 1e6 / (rows[64] - rows[512])
+        out[f"{kind}_ns_per_row"] = ns
+        print(f"{kind}: {ns:.0f} ns per row ({res[f'{kind}, chunk 64']:.3f} ms with chunks of 64, "
+              f"{res[f'{kind}, chunk 512']:.3f} ms with chunks of 512)")
+    return out
 
 
 def section_chunks(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(2)
     kern = _Kernels(ILIF())
-    kern.forward(ops.FORWARD_CHUNK)
+    kern.forward(ops.chunk_len(MAIN[0], backward=False))
     variants: dict[str, Callable[[], Any]] = {}
-    for chunk in (512, 1024, 2048, 4096, 8192):
+    for chunk in (128, 256, 512, 1024, 2048, 4096):
         variants[f"forward, chunk {chunk}"] = lambda c=chunk: kern.forward(c)
         variants[f"backward, chunk {chunk}"] = lambda c=chunk: kern.backward(c)
     res = _interleaved(variants, args.rounds, time.perf_counter)
@@ -229,9 +253,9 @@ def section_backward(args: argparse.Namespace) -> dict[str, Any]:
     chunk = ops.chunk_len(MAIN[0], backward=True)
     for name, neuron in (("ilif", ILIF()), ("lif", LIF())):
         kern = _Kernels(neuron)
-        kern.forward(ops.FORWARD_CHUNK)
+        kern.forward(ops.chunk_len(MAIN[0], backward=False))
         res = _interleaved({  # in this order: each backward reads what the forward kept
-            "forward": lambda k=kern: k.forward(ops.FORWARD_CHUNK),
+            "forward": lambda k=kern: k.forward(ops.chunk_len(MAIN[0], backward=False)),
             "backward": lambda k=kern: k.backward(chunk),
         }, args.rounds)
         out[name] = res

@@ -72,7 +72,7 @@ def _pair(name: str, surrogate: str, width: float, **kw):
 @pytest.mark.parametrize("surrogate,width", SURROGATE_WIDTHS)
 @pytest.mark.parametrize("name", list(NEURON_CASES))
 def test_fused_matches_eager(name: str, surrogate: str, width: float, steps: int) -> None:
-    # 3·5·277 = 4155 neurons per step: full chunks (backward 4096, forward 1024) and an odd
+    # 3·5·277 = 4155 neurons per step: full chunks (512 neurons) and an odd
     # remainder
     x = _input((steps, 3, 5, 277), seed=steps * 7 + len(name))
     grad_out = _input(x.shape, seed=99)
@@ -104,7 +104,7 @@ def test_float64(name: str) -> None:
 def test_long_sequence_with_smaller_backward_chunks(name: str) -> None:
     """For long T the backward cuts the neurons into smaller chunks (its recomputed rows must
     stay in cache); results are unchanged."""
-    steps = 48
+    steps = 160  # > 128: the chunk shrinks
     ops = cpu._ops()
     assert ops.chunk_len(steps, backward=True) < ops.chunk_len(6, backward=True)
     x = _input((steps, 3000), seed=17)
@@ -237,22 +237,42 @@ def test_sigma_packing_round_trip(dtype) -> None:
     assert np.array_equal(spiked, (b & 1) != 0) and np.array_equal(sloped, (b & 2) != 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stream_rows_copy_every_alignment(dtype) -> None:
+    """The streaming-store copy of the final state writes exactly the source, for rows that start
+    anywhere in a 64-byte line and end anywhere (head, whole lines, tail), and nothing else."""
+    ops = cpu._ops()
+    rng = np.random.default_rng(3)
+    lanes = 64 // np.dtype(dtype).itemsize
+    block = np.zeros(4096 // np.dtype(dtype).itemsize, dtype)  # numpy's data: 16-byte aligned
+    start = (-(block.ctypes.data % 64) % 64) // block.itemsize  # first 64-byte aligned element
+    for offset in range(lanes):
+        for n in (0, 1, lanes - 1, lanes, lanes + 1, 3 * lanes + 5, 8 * lanes):
+            block[:] = -1
+            lo = start + offset
+            src = rng.standard_normal((2, n)).astype(dtype)
+            dst = block[lo:lo + 2 * n].reshape(2, n)
+            ops.stream_rows(dst, src)
+            assert np.array_equal(dst, src), (offset, n)
+            assert (block[:lo] == -1).all() and (block[lo + 2 * n:] == -1).all(), (offset, n)
+
+
 def test_width_is_a_runtime_argument() -> None:
     """A γ sweep, or another surrogate, compiles nothing new."""
-    x = _input((2, 64), seed=1)
-    LIF(backend="cpu", surrogate="atan", width=0.3)(x)
+    x = _input((2, 64), seed=1).requires_grad_()  # one chunk: the drivers run in this thread
+    torch.autograd.grad(LIF(backend="cpu", surrogate="atan", width=0.3)(x).sum(), x)
     ops = cpu._ops()
     before = (len(ops.forward.signatures), len(ops.backward.signatures))
     for surrogate, _ in SURROGATE_WIDTHS:
         for width in (0.25, 0.5, 2.0):
             neuron = ILIF(backend="cpu", surrogate=surrogate, width=width)
-            torch.autograd.grad(neuron(x.requires_grad_()).sum(), x)
+            torch.autograd.grad(neuron(x).sum(), x)
     assert (len(ops.forward.signatures), len(ops.backward.signatures)) == before
 
 
 def test_threads_agree() -> None:
     """Large enough for the chunks to be split over two threads: same results as one."""
-    x = _input((3, 5 * cpu._ops().CHUNK_MAX + 37), seed=8)
+    x = _input((3, 5 * cpu._ops().CHUNK + 37), seed=8)
     grad_out = _input(x.shape, seed=9)
     threads = torch.get_num_threads()
     out = []
@@ -308,7 +328,7 @@ def test_torch_openmp_launch_matches_eager(name: str, dtype: torch.dtype, monkey
 
     if _omp.runtime() is None:
         pytest.skip("torch has no GNU-compatible OpenMP runtime here")
-    n = 9 * cpu._ops().CHUNK_MAX + 123
+    n = 9 * cpu._ops().CHUNK + 123
     x = _input((4, n), seed=51, dtype=dtype)
     grad_out = _input(x.shape, seed=52, dtype=dtype)
     ref, _ = _pair(name, "sigmoid", 1.0)

@@ -2,7 +2,7 @@
 
 Layout: inputs are ``x[T, N]`` (time first, neurons flattened), states ``state[S, N]`` (one row per
 state variable). The neurons are cut into chunks (``cfg[CHUNK_LEN]`` neurons each, at most
-:data:`CHUNK_MAX`); the drivers run a range of chunks without the GIL (the caller splits the
+:data:`CHUNK`); the drivers run a range of chunks without the GIL (the caller splits the
 chunks over threads). Inside a chunk the time loop is outermost, and each time step is one fused,
 branch-free, vectorisable loop over the chunk's rows (the exponentials of σ are inlined).
 
@@ -35,10 +35,10 @@ import functools
 import numpy as np
 from llvmlite import ir
 from numba import carray, cfunc, njit, types
+from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
-CHUNK_MAX = 4096  # neurons per chunk, at most (the backward's; the forward takes FORWARD_CHUNK)
-FORWARD_CHUNK = 1024
+CHUNK = 512  # neurons per chunk (the backward's shrinks for very long T: chunk_len)
 
 # cfg: integer configuration of one call
 KIND, CIU, MPIU, DETACH_RESET, DETACH_INHIBITION, SURROGATE, WANT_STATS, CHUNK_LEN = range(8)
@@ -65,13 +65,12 @@ _MAGIC_F64 = 6755399441055744.0 + 1023.0
 
 
 def chunk_len(n_steps: int, backward: bool) -> int:
-    """Neurons per chunk (``benchmarks/kernel_profile.py --only chunks``). The forward's chunk
-    keeps its state rows and scratch in L1 across the time loop; the backward's is longer (its
-    per-row loops cost more to set up) and keeps up to 3 recomputed rows per step, so it shrinks
-    for long T to keep those within about 1 MiB (L2)."""
+    """Neurons per chunk (``benchmarks/kernel_profile.py --only chunks``): a chunk's state rows
+    and scratch stay in L1 across its time loop. The backward also keeps up to 3 recomputed rows
+    per step, so its chunk shrinks for T > 128 to keep those within about 1 MiB (L2)."""
     if not backward:
-        return FORWARD_CHUNK
-    return max(256, min(CHUNK_MAX, (1 << 20) // (16 * max(1, n_steps)) // 64 * 64))
+        return CHUNK
+    return max(256, min(CHUNK, (1 << 20) // (16 * max(1, n_steps)) // 64 * 64))
 
 
 def _bitcast(from_type: types.Number, to_type: types.Number, llvm_from, llvm_to):
@@ -288,14 +287,14 @@ def surrogate_sum(h, n_open, code, par):
 
 
 @njit(inline="always", error_model="numpy")
-def _record_stats(stats_c, t, n_spk, n_open, g_sum):
-    stats_c[STAT_SPIKES, t] = n_spk
-    stats_c[STAT_OPEN, t] = n_open
-    stats_c[STAT_SURROGATE, t] = g_sum
+def _record_stats(stats, c, t, n_spk, n_open, g_sum):
+    stats[c, STAT_SPIKES, t] = n_spk
+    stats[c, STAT_OPEN, t] = n_open
+    stats[c, STAT_SURROGATE, t] = g_sum
 
 
 @njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
-def accumulate_stats(stats_c, t, h, s, code, par):
+def accumulate_stats(stats, c, t, h, s, code, par):
     """Per-step sums of one chunk: spikes, gradient-open steps (|h| < γ/2, in h's dtype), and
     g(h) (:func:`surrogate_sum`). The ILIF forward counts in its step loop instead."""
     wide_vectors()
@@ -305,7 +304,7 @@ def accumulate_stats(stats_c, t, h, s, code, par):
     for j in range(h.shape[0]):
         n_spk += 1 if s[j] != 0 else 0
         n_open += 1 if abs(h[j]) < half else 0
-    _record_stats(stats_c, t, n_spk, n_open, surrogate_sum(h, n_open, code, par))
+    _record_stats(stats, c, t, n_spk, n_open, surrogate_sum(h, n_open, code, par))
 
 
 # The loops below take one 1-D C-contiguous row per quantity (``x[t, lo:hi]``, ``state[k, lo:hi]``,
@@ -440,27 +439,52 @@ def _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mp
 @njit(inline="always", error_model="numpy")
 def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, stats):
     """The forward ILIF step of a row (:func:`_ilif_step_loop`); returns (spike count, open
-    count) with ``stats``."""
+    count) with ``stats`` (a constant)."""
     wide_vectors()
-    if stats == STATS_NONE:
-        return _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
-                                False, STATS_NONE)
-    return ilif_forward_row_counted(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
-                                    stats)
+    return _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, False,
+                            stats)
+
+
+@njit(inline="always", error_model="numpy")
+def _forward_rows(out_spikes, out_bits, out_sgm, buf, no_bits, t, lo, m):
+    """The output rows of step ``t`` of a chunk: the caller's, or scratch where it wants none
+    (an output has T rows or none); and the h scratch row."""
+    spk = row(out_spikes, t, lo, m) if out_spikes.shape[0] > t else row(buf, 2, 0, m)
+    bits = row(out_bits, t, lo, m) if out_bits.shape[0] > t else row(no_bits, 0, 0, m)
+    sgm = row(out_sgm, t, lo, m) if out_sgm.shape[0] > t else row(buf, 1, 0, m)
+    return spk, bits, sgm, row(buf, 0, 0, m)
+
+
+@njit(inline="always", error_model="numpy")
+def _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo, m, par,
+                        ciu, mpiu, stats_mode, surrogate):
+    """The forward of one ILIF chunk, all its steps: :func:`ilif_forward_row` per step, from the
+    state rows ``ws`` (updated in place); with ``stats_mode`` (a constant) the per-step sums go
+    to ``stats[c]``."""
+    v, trace, memory, drive = row(ws, 0, 0, m), row(ws, 1, 0, m), row(ws, 2, 0, m), row(ws, 3, 0, m)
+    for t in range(x.shape[0]):
+        spk, bits, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_bits, t, lo, m)
+        n_spk, n_open = ilif_forward_row(row(x, t, lo, m), v, trace, memory, drive, bits, spk, h,
+                                         sgm, par, ciu, mpiu, stats_mode)
+        if stats_mode == STATS_COUNT:  # the rectangle: Σ g(h) = n_open·(1/γ), as surrogate_sum
+            _record_stats(stats, c, t, n_spk, n_open, n_open * np.float64(par[ONE] / par[WIDTH]))
+        elif stats_mode == STATS_H:
+            _record_stats(stats, c, t, n_spk, n_open, surrogate_sum(h, n_open, surrogate, par))
 
 
 @njit(cache=True, error_model="numpy")
-def ilif_forward_row_counted(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
-                             stats):
-    """:func:`ilif_forward_row` with the statistics: a function of its own, called once per row
-    and step, so that the drivers, which inline the plain loops, stay small enough to compile in
+def ilif_forward_chunk_counted(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo,
+                               m, par, ciu, mpiu, stats_mode, surrogate):
+    """:func:`_ilif_forward_chunk` with the statistics: a function of its own, called once per
+    chunk, so that the drivers, which inline the plain loops, stay small enough to compile in
     reasonable time (``benchmarks/kernel_profile.py --only compile``)."""
     wide_vectors()
-    if stats == STATS_H:
-        return _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
-                                False, STATS_H)
-    return _ilif_step_flags(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu, False,
-                            STATS_COUNT)
+    if stats_mode == STATS_H:
+        _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo, m,
+                            par, ciu, mpiu, STATS_H, surrogate)
+    else:
+        _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo, m,
+                            par, ciu, mpiu, STATS_COUNT, surrogate)
 
 
 @njit(inline="always", error_model="numpy")
@@ -618,19 +642,139 @@ def clif_backward_step(got, gxt, gv, gc, sht, cpt, gsur, lam, th, tau, zero, one
         gv[j] = lam * g_h
 
 
+# ------------------------------------------------------------------- row views, streaming stores
+@intrinsic
+def _pointer(typingctx, address):
+    """The ``void*`` at an integer address."""
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+    return types.voidptr(types.int64), codegen
+
+
+@intrinsic
+def _address(typingctx, array):
+    """The address of ``array``'s first element."""
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, value=args[0])
+        return builder.ptrtoint(arr.data, ir.IntType(64))
+
+    return types.int64(array), codegen
+
+
+@intrinsic
+def _stream_line(typingctx, dst, j, src, k):
+    """``dst[j:j + L] = src[k:k + L]`` for the L elements of one 64-byte line, with a streaming
+    (non-temporal) store: ``dst[j]`` must be 64-byte aligned."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array)
+            and dst.dtype == src.dtype):  # pragma: no cover
+        return None
+
+    def codegen(context, builder, signature, args):
+        elem = context.get_data_type(signature.args[0].dtype)
+        line = ir.VectorType(elem, 64 // context.get_abi_sizeof(elem))
+        out = context.make_array(signature.args[0])(context, builder, value=args[0])
+        inp = context.make_array(signature.args[2])(context, builder, value=args[2])
+        value = builder.load(builder.bitcast(builder.gep(inp.data, [args[3]]), line.as_pointer()),
+                             align=context.get_abi_sizeof(elem))
+        store = builder.store(value, builder.bitcast(builder.gep(out.data, [args[1]]),
+                                                     line.as_pointer()), align=64)
+        store.set_metadata("nontemporal",
+                           builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return types.none(dst, types.intp, src, types.intp), codegen
+
+
+@intrinsic
+def _store_fence(typingctx):
+    """A full memory fence: the streaming stores before it are visible to every thread after
+    it (they are weakly ordered)."""
+
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@njit(inline="always")
+def stream_row(dst, src):
+    """``dst[:] = src[:]`` (contiguous rows of one dtype), the whole 64-byte lines of ``dst``
+    with streaming stores, which skip the read of each line before its write and do not evict
+    cached data: for results that are not read again soon (the final state). The caller ends
+    with :func:`_store_fence` before another thread reads ``dst``."""
+    n = dst.shape[0]
+    lanes = 64 // dst.itemsize
+    head = min(n, ((64 - _address(dst) % 64) % 64) // dst.itemsize)
+    for j in range(head):
+        dst[j] = src[j]
+    j = head
+    while j + lanes <= n:
+        _stream_line(dst, j, src, j)
+        j += lanes
+    for i in range(j, n):
+        dst[i] = src[i]
+
+
+@njit(cache=True)
+def stream_rows(dst, src):
+    """:func:`stream_row` for every row of the 2-D ``dst`` and ``src``, then the fence (for the
+    tests)."""
+    for k in range(dst.shape[0]):
+        stream_row(dst[k], src[k])
+    _store_fence()
+
+
+def row(a, i, lo, m):
+    """``a[i, lo:lo + m]`` of a C-contiguous 2-D array (``a[lo:lo + m]`` of a 1-D one with
+    ``i`` = 0), as a view without a reference count. Compiled only.
+
+    A slice of a numba array is a new reference to its memory (two calls into numba's runtime
+    with an atomic update each, which LLVM cannot remove across the drivers' branches); a driver
+    cuts about twenty rows per chunk and step, which cost as much as a step over 200 neurons
+    (``benchmarks/kernel_profile.py --only rows``). The view is valid while ``a`` is.
+    """
+    raise NotImplementedError("row runs inside numba kernels only")
+
+
+@overload(row, inline="always")
+def _row_overload(a, i, lo, m):
+    if not (isinstance(a, types.Array) and a.layout == "C"):
+        raise TypingError(f"row() needs a C-contiguous array, got {a}")
+
+    def impl(a, i, lo, m):
+        width = a.shape[a.ndim - 1]
+        return carray(_pointer(_address(a) + (i * width + lo) * a.itemsize), m, a.dtype)
+
+    return impl
+
+
+@njit(inline="always")
+def row3(a, i, t, m):
+    """``a[i, t, :m]`` of a C-contiguous 3-D array, as :func:`row`."""
+    return row(a, i * a.shape[1] + t, 0, m)
+
+
 # -------------------------------------------------------------------------------------- drivers
-# Scratch is allocated once per call and cut per chunk as ``a[k, :m]`` / ``a[k, t, :m]`` (an
-# integer index then a slice keeps numba's contiguous row type; ``a[:, :m][k]`` would not).
+# Scratch is allocated once per call and cut per chunk into rows with :func:`row` and
+# :func:`row3` (views without reference counts).
 
 
 @njit(inline="always")
 def _load_rows(dst, src, zero, lo, m):
     """``dst[k, :m] = src[k, lo:lo + m]`` for every row k of ``src``, or 0 when ``zero``."""
     for k in range(src.shape[0]):
+        out = row(dst, k, 0, m)
         if zero:
-            dst[k, :m] = 0
+            for j in range(m):
+                out[j] = 0
         else:
-            dst[k, :m] = src[k, lo:lo + m]
+            inp = row(src, k, lo, m)
+            for j in range(m):
+                out[j] = inp[j]
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -652,13 +796,10 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats
     ciu = cfg[CIU] != 0
     mpiu = cfg[MPIU] != 0
     ch = cfg[CHUNK_LEN]
-    want_spikes = out_spikes.shape[0] == n_steps
-    want_bits = out_bits.shape[0] == n_steps
-    want_sgm = out_sgm.shape[0] == n_steps
     want_stats = cfg[WANT_STATS] != 0
+    code = cfg[SURROGATE]
     # the rectangle's Σ g(h) follows from the open count; the other surrogates need h
-    stats_mode = (STATS_NONE if not want_stats else
-                  STATS_COUNT if cfg[SURROGATE] == RECTANGLE else STATS_H)
+    stats_mode = STATS_NONE if not want_stats else STATS_COUNT if code == RECTANGLE else STATS_H
     ws = np.zeros((4, ch), x.dtype)  # working state (v, I|C, M, D); unused rows stay 0
     buf = np.empty((3, ch), x.dtype)  # h, σ and the spikes when the caller wants none
     no_bits = np.empty(ch, np.uint8)  # the uint8 spikes when the caller wants none
@@ -667,24 +808,23 @@ def forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats
         hi = min(n, lo + ch)
         m = hi - lo
         _load_rows(ws, state0, zero0, lo, m)
-        for t in range(n_steps):
-            spk = out_spikes[t, lo:hi] if want_spikes else buf[2, :m]
-            bits = out_bits[t, lo:hi] if want_bits else no_bits[:m]
-            sgm = out_sgm[t, lo:hi] if want_sgm else buf[1, :m]
-            h = buf[0, :m]
-            if kind == KIND_ILIF:
-                n_spk, n_open = ilif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m],
-                                                 ws[3, :m], bits, spk, h, sgm, par, ciu, mpiu,
-                                                 stats_mode)
+        if kind == KIND_ILIF and stats_mode == STATS_NONE:
+            _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo,
+                                m, par, ciu, mpiu, STATS_NONE, code)
+        elif kind == KIND_ILIF:
+            ilif_forward_chunk_counted(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats,
+                                       c, lo, m, par, ciu, mpiu, stats_mode, code)
+        else:
+            for t in range(n_steps):
+                spk, _, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_bits, t,
+                                                  lo, m)
+                clif_forward_row(row(x, t, lo, m), row(ws, 0, 0, m), row(ws, 1, 0, m), spk, h,
+                                 sgm, par)
                 if want_stats:
-                    _record_stats(stats[c], t, n_spk, n_open,
-                                  surrogate_sum(h, n_open, cfg[SURROGATE], par))
-            else:
-                clif_forward_row(x[t, lo:hi], ws[0, :m], ws[1, :m], spk, h, sgm, par)
-                if want_stats:
-                    accumulate_stats(stats[c], t, h, spk, cfg[SURROGATE], par)
-        for kk in range(n_state):
-            out_state[kk, lo:hi] = ws[kk, :m]
+                    accumulate_stats(stats, c, t, h, spk, code, par)
+        for kk in range(n_state):  # not read again in this call
+            stream_row(row(out_state, kk, lo, m), row(ws, kk, 0, m))
+    _store_fence()
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -729,31 +869,37 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
         m = hi - lo
         _load_rows(ws, state0, zero0, lo, m)
         _load_rows(ga, adj, not want_adj, lo, m)
+        v, trace, memory, drive = (row(ws, 0, 0, m), row(ws, 1, 0, m), row(ws, 2, 0, m),
+                                   row(ws, 3, 0, m))  # CLIF: v and C
+        gv, gi, gm, gd = (row(ga, 0, 0, m), row(ga, 1, 0, m), row(ga, 2, 0, m),
+                          row(ga, 3, 0, m))  # CLIF: dL/dv and dL/dC
+        hc, gsur_c = row(h, 0, 0, m), row(gsur, 0, 0, m)
         if kind == KIND_ILIF:
             for t in range(n_steps):
-                bt = bits[t, lo:hi] if has_bits else no_bits[:m]
-                ilif_rebuild_row(x[t, lo:hi], ws[0, :m], ws[1, :m], ws[2, :m], ws[3, :m], bt,
-                                 rec[0, t, :m], gx[t, lo:hi], par, ciu, mpiu)
+                bt = row(bits, t, lo, m) if has_bits else row(no_bits, 0, 0, m)
+                ilif_rebuild_row(row(x, t, lo, m), v, trace, memory, drive, bt,
+                                 row3(rec, 0, t, m), row(gx, t, lo, m), par, ciu, mpiu)
             for t in range(n_steps - 1, -1, -1):
-                ht = rec[0, t, :m]
-                bt = bits[t, lo:hi] if has_bits else no_bits[:m]
-                surrogate_row(gsur[:m], ht, code, par)
-                ilif_backward_step(x[t, lo:hi], bt, gout[t, lo:hi], gx[t, lo:hi],
-                                   ga[0, :m], ga[1, :m], ga[2, :m], ga[3, :m], ht, gsur[:m], lam,
-                                   th, par[CIU_GAIN], par[MPIU_GAIN], zero, one, keep_reset,
-                                   keep_inh, ciu, mpiu)
+                ht = row3(rec, 0, t, m)
+                bt = row(bits, t, lo, m) if has_bits else row(no_bits, 0, 0, m)
+                surrogate_row(gsur_c, ht, code, par)
+                ilif_backward_step(row(x, t, lo, m), bt, row(gout, t, lo, m), row(gx, t, lo, m),
+                                   gv, gi, gm, gd, ht, gsur_c, lam, th, par[CIU_GAIN],
+                                   par[MPIU_GAIN], zero, one, keep_reset, keep_inh, ciu, mpiu)
         else:
             for t in range(n_steps):
-                clif_rebuild_row(x[t, lo:hi], ws[0, :m], ws[1, :m], h[:m], rec[1, t, :m],
-                                 gx[t, lo:hi], rec[2, t, :m], par)
-                surrogate_row(rec[0, t, :m], h[:m], code, par)
+                clif_rebuild_row(row(x, t, lo, m), v, trace, hc, row3(rec, 1, t, m),
+                                 row(gx, t, lo, m), row3(rec, 2, t, m), par)
+                surrogate_row(row3(rec, 0, t, m), hc, code, par)
             for t in range(n_steps - 1, -1, -1):
-                clif_backward_step(gout[t, lo:hi], gx[t, lo:hi], ga[0, :m], ga[1, :m],
-                                   rec[1, t, :m], rec[2, t, :m], rec[0, t, :m], lam, th,
-                                   par[TAU], zero, one, keep_reset)
+                clif_backward_step(row(gout, t, lo, m), row(gx, t, lo, m), gv, gi,
+                                   row3(rec, 1, t, m), row3(rec, 2, t, m), row3(rec, 0, t, m),
+                                   lam, th, par[TAU], zero, one, keep_reset)
         if want_adj:
             for kk in range(n_state):
-                adj[kk, lo:hi] = ga[kk, :m]
+                out, inp = row(adj, kk, lo, m), row(ga, kk, 0, m)
+                for j in range(m):
+                    out[j] = inp[j]
 
 
 # ------------------------------------------------------------------------ OpenMP launch bodies
@@ -761,16 +907,6 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
 # its address and (up to 3) dimensions
 COUNTER, N_CHUNKS, N_THREADS, HEADER = 0, 1, 2, 3
 PER_ARRAY = 4
-
-
-@intrinsic
-def _pointer(typingctx, address):
-    """The ``void*`` at an integer address."""
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
-
-    return types.voidptr(types.int64), codegen
 
 
 @intrinsic
