@@ -542,14 +542,11 @@ def _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, k
             gd[j] = k * g_i
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def ilif_backward_step(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero, one,
-                       keep_reset, keep_inh, ciu, mpiu):
-    """The adjoint of :func:`_ilif_step_loop` for one step (dL/d state_{t−1} from
-    dL/d state_t), one branch-free loop per flag set, from the step's h (``ht``), g(h)
-    (``gsur``) and the spikes and slopes: with ``mpiu`` packed with σ(M) in ``gxt``
-    (:func:`pack_sigma`), else the uint8 ``bt``. ``gxt`` receives dL/dx in every case."""
-    wide_vectors()
+@njit(inline="always", error_model="numpy")
+def _ilif_adjoint_flags(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero, one,
+                        keep_reset, keep_inh, ciu, mpiu):
+    """:func:`_ilif_adjoint_loop` with the runtime flags ``ciu``, ``mpiu`` turned into
+    constants."""
     if ciu:
         if mpiu:
             _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero,
@@ -563,6 +560,38 @@ def ilif_backward_step(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, k
     else:
         _ilif_adjoint_loop(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero, one,
                            keep_reset, keep_inh, False, False)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def ilif_backward_step(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero, one,
+                       keep_reset, keep_inh, ciu, mpiu):
+    """The adjoint of :func:`_ilif_step_loop` for one step (dL/d state_{t−1} from
+    dL/d state_t), one branch-free loop per flag set, from the step's h (``ht``), g(h)
+    (``gsur``) and the spikes and slopes: with ``mpiu`` packed with σ(M) in ``gxt``
+    (:func:`pack_sigma`), else the uint8 ``bt``. ``gxt`` receives dL/dx in every case. (The
+    drivers run :func:`ilif_adjoint_chunk`; this one step is for
+    ``benchmarks/kernel_profile.py``.)"""
+    wide_vectors()
+    _ilif_adjoint_flags(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero, one,
+                        keep_reset, keep_inh, ciu, mpiu)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def ilif_adjoint_chunk(x, bits, gout, gx, ga, rec, gsur, no_bits, lo, m, par, code, keep_reset,
+                       keep_inh, ciu, mpiu):
+    """The adjoint steps of one ILIF chunk backwards in time (:func:`ilif_backward_step` per
+    step, after the step's g(h) from its rebuilt h in ``rec[0, t]``), from and into the adjoint
+    rows ``ga``: one call per chunk, not per step."""
+    wide_vectors()
+    gv, gi, gm, gd = row(ga, 0, 0, m), row(ga, 1, 0, m), row(ga, 2, 0, m), row(ga, 3, 0, m)
+    g = row(gsur, 0, 0, m)
+    for t in range(x.shape[0] - 1, -1, -1):
+        ht = row3(rec, 0, t, m)
+        bt = row(bits, t, lo, m) if bits.shape[0] > t else row(no_bits, 0, 0, m)
+        surrogate_row(g, ht, code, par)
+        _ilif_adjoint_flags(row(x, t, lo, m), bt, row(gout, t, lo, m), row(gx, t, lo, m), gv, gi,
+                            gm, gd, ht, g, par[LAMBDA], par[THRESHOLD], par[CIU_GAIN],
+                            par[MPIU_GAIN], par[ZERO], par[ONE], keep_reset, keep_inh, ciu, mpiu)
 
 
 # ------------------------------------------------------------------------------------------ CLIF
@@ -871,30 +900,23 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
         _load_rows(ga, adj, not want_adj, lo, m)
         v, trace, memory, drive = (row(ws, 0, 0, m), row(ws, 1, 0, m), row(ws, 2, 0, m),
                                    row(ws, 3, 0, m))  # CLIF: v and C
-        gv, gi, gm, gd = (row(ga, 0, 0, m), row(ga, 1, 0, m), row(ga, 2, 0, m),
-                          row(ga, 3, 0, m))  # CLIF: dL/dv and dL/dC
-        hc, gsur_c = row(h, 0, 0, m), row(gsur, 0, 0, m)
         if kind == KIND_ILIF:
             for t in range(n_steps):
                 bt = row(bits, t, lo, m) if has_bits else row(no_bits, 0, 0, m)
                 ilif_rebuild_row(row(x, t, lo, m), v, trace, memory, drive, bt,
                                  row3(rec, 0, t, m), row(gx, t, lo, m), par, ciu, mpiu)
-            for t in range(n_steps - 1, -1, -1):
-                ht = row3(rec, 0, t, m)
-                bt = row(bits, t, lo, m) if has_bits else row(no_bits, 0, 0, m)
-                surrogate_row(gsur_c, ht, code, par)
-                ilif_backward_step(row(x, t, lo, m), bt, row(gout, t, lo, m), row(gx, t, lo, m),
-                                   gv, gi, gm, gd, ht, gsur_c, lam, th, par[CIU_GAIN],
-                                   par[MPIU_GAIN], zero, one, keep_reset, keep_inh, ciu, mpiu)
+            ilif_adjoint_chunk(x, bits, gout, gx, ga, rec, gsur, no_bits, lo, m, par, code,
+                               keep_reset, keep_inh, ciu, mpiu)
         else:
+            hc = row(h, 0, 0, m)
             for t in range(n_steps):
                 clif_rebuild_row(row(x, t, lo, m), v, trace, hc, row3(rec, 1, t, m),
                                  row(gx, t, lo, m), row3(rec, 2, t, m), par)
                 surrogate_row(row3(rec, 0, t, m), hc, code, par)
             for t in range(n_steps - 1, -1, -1):
-                clif_backward_step(row(gout, t, lo, m), row(gx, t, lo, m), gv, gi,
-                                   row3(rec, 1, t, m), row3(rec, 2, t, m), row3(rec, 0, t, m),
-                                   lam, th, par[TAU], zero, one, keep_reset)
+                clif_backward_step(row(gout, t, lo, m), row(gx, t, lo, m), row(ga, 0, 0, m),
+                                   row(ga, 1, 0, m), row3(rec, 1, t, m), row3(rec, 2, t, m),
+                                   row3(rec, 0, t, m), lam, th, par[TAU], zero, one, keep_reset)
         if want_adj:
             for kk in range(n_state):
                 out, inp = row(adj, kk, lo, m), row(ga, kk, 0, m)
