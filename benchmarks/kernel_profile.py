@@ -13,6 +13,9 @@ hits all of them alike, and reports medians):
 - ``row_cost``: what a driver spends per row it cuts (per chunk and step), beside the work on
   the row's neurons: the forward and backward kernels on an L2-resident input [6, 32768], 1
   thread, with chunks of 64 and of 512 neurons; (time difference) / (row-count difference).
+- ``final_state``: writing the final state as the forward does, chunk by chunk from 4 L1 rows
+  into ``[4, 32·64·16·16]``, with streaming stores (the kernels' ``stream_row``) and with plain
+  stores, 1 thread.
 - ``chunks``: the forward and backward kernels on the main size [6, 32·64·16·16], 2 threads,
   wall clock, per chunk length.
 - ``backward``: the ILIF and LIF forward and backward kernels on the main size, 1 thread, CPU
@@ -59,7 +62,7 @@ from ilif.kernels import _numba_ops as ops
 from ilif.kernels import cpu
 from ilif.neurons import ILIF, LIF
 
-SECTIONS = ("threads", "rows", "row_cost", "chunks", "backward", "order", "compile",
+SECTIONS = ("threads", "rows", "row_cost", "final_state", "chunks", "backward", "order", "compile",
             "torch_compile")
 MAIN = (6, 32 * 64 * 16 * 16)
 ROW = 1024
@@ -231,6 +234,35 @@ def section_row_cost(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{kind}: {ns:.0f} ns per row ({res[f'{kind}, chunk 64']:.3f} ms with chunks of 64, "
               f"{res[f'{kind}, chunk 512']:.3f} ms with chunks of 512)")
     return out
+
+
+@njit(error_model="numpy")
+def _write_final_state(dst, ws, stream):
+    ops.wide_vectors()
+    n = dst.shape[1]
+    ch = ws.shape[1]
+    for lo in range(0, n, ch):
+        m = min(ch, n - lo)
+        for k in range(dst.shape[0]):
+            if stream:
+                ops.stream_row(ops.row(dst, k, lo, m), ops.row(ws, k, 0, m))
+            else:
+                out, inp = ops.row(dst, k, lo, m), ops.row(ws, k, 0, m)
+                for j in range(m):
+                    out[j] = inp[j]
+    if stream:
+        ops._store_fence()
+
+
+def section_final_state(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    dst = np.empty((4, MAIN[1]), np.float32)
+    ws = np.ones((4, ops.chunk_len(MAIN[0], backward=False)), np.float32)
+    res = _interleaved({"streaming stores": lambda: _write_final_state(dst, ws, True),
+                        "plain stores": lambda: _write_final_state(dst, ws, False)}, args.rounds)
+    for name, ms in res.items():
+        print(f"final state [4, {MAIN[1]}], {name}: {ms:.3f} ms")
+    return {"ms": res}
 
 
 def section_chunks(args: argparse.Namespace) -> dict[str, Any]:
