@@ -308,13 +308,13 @@ def accumulate_stats(stats, c, t, h, s, code, par):
 
 
 # The loops below take one 1-D C-contiguous row per quantity (``x[t, lo:hi]``, ``state[k, lo:hi]``,
-# scratch rows), all distinct: numba types 2-D slices as non-contiguous and LLVM cannot vectorise
-# loops over aliased rows, so both would fall back to scalar code.
+# scratch rows, cut by :func:`row`), all distinct: numba types 2-D slices as non-contiguous and
+# LLVM cannot vectorise loops over aliased rows, so both would fall back to scalar code.
 
 
 # ----------------------------------------------------------------------------------- ILIF / LIF
-# The row functions are inlined into their callers (the drivers), so that no call with a dozen
-# array arguments is made per row and step; a caller must compile with error_model="numpy", as
+# The row functions are inlined into their callers (the drivers and the chunk functions), so that
+# no call with a dozen array arguments is made per row and step; a caller must compile with error_model="numpy", as
 # the drivers do: with Python's error model every division gets a zero check and the loops stop
 # vectorising.
 #
@@ -764,7 +764,7 @@ def row(a, i, lo, m):
     A slice of a numba array is a new reference to its memory (two calls into numba's runtime
     with an atomic update each, which LLVM cannot remove across the drivers' branches); a driver
     cuts about twenty rows per chunk and step, which cost as much as a step over 200 neurons
-    (``benchmarks/kernel_profile.py --only rows``). The view is valid while ``a`` is.
+    (``benchmarks/kernel_profile.py --only row_cost``). The view is valid while ``a`` is.
     """
     raise NotImplementedError("row runs inside numba kernels only")
 
