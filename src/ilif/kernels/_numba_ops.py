@@ -314,9 +314,9 @@ def accumulate_stats(stats, c, t, h, s, code, par):
 
 # ----------------------------------------------------------------------------------- ILIF / LIF
 # The row functions are inlined into their callers (the drivers and the chunk functions), so that
-# no call with a dozen array arguments is made per row and step; a caller must compile with error_model="numpy", as
-# the drivers do: with Python's error model every division gets a zero check and the loops stop
-# vectorising.
+# no call with a dozen array arguments is made per row and step; a caller must compile with
+# error_model="numpy", as the drivers do: with Python's error model every division gets a zero
+# check and the loops stop vectorising.
 #
 # Every row loop below reads all its inputs before it writes anything: a load that follows a
 # store to an address 4 KiB apart (rows of equal length, page-aligned buffers) waits for it (4K
