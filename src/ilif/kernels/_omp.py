@@ -61,16 +61,27 @@ def runtime() -> Any:
     return fn
 
 
-def run(kind: str, n_chunks: int, n_threads: int, arrays: tuple[np.ndarray, ...]) -> None:
+def run(kind: str, n_chunks: int, n_threads: int, arrays: tuple[Any, ...]) -> None:
     """Run the driver ``kind`` ("forward" or "backward") over ``n_chunks`` chunks on
-    ``n_threads`` of torch's OpenMP threads; ``arrays`` are its array arguments in order."""
-    meta = np.zeros(ops.HEADER + ops.PER_ARRAY * len(arrays), np.int64)
-    meta[ops.N_CHUNKS], meta[ops.N_THREADS] = n_chunks, n_threads
-    for k, a in enumerate(arrays):
-        if not a.flags.c_contiguous:  # pragma: no cover - the callers pass contiguous arrays
+    ``n_threads`` of torch's OpenMP threads; ``arrays`` are its array arguments in order
+    (C-contiguous numpy arrays or CPU tensors)."""
+    fields = [0] * ops.HEADER  # the shared chunk counter starts at 0
+    fields[ops.N_CHUNKS], fields[ops.N_THREADS] = n_chunks, n_threads
+    for a in arrays:
+        if isinstance(a, torch.Tensor):
+            contiguous, address, shape = a.is_contiguous(), a.data_ptr(), a.shape
+        else:
+            contiguous, address, shape = a.flags.c_contiguous, a.ctypes.data, a.shape
+        if not contiguous:  # pragma: no cover - the callers pass contiguous arrays
             raise ValueError("the OpenMP launch needs C-contiguous arrays")
-        base = ops.HEADER + ops.PER_ARRAY * k
-        meta[base] = a.ctypes.data
-        meta[base + 1:base + 1 + a.ndim] = a.shape
-    body = ops.omp_bodies(arrays[0].dtype)[kind]
+        fields += [address, *shape, *(0,) * (ops.PER_ARRAY - 1 - len(shape))]
+    meta = np.array(fields, np.int64)
+    body = ops.omp_bodies(_numpy_dtype(arrays[0]))[kind]
     runtime()(body.address, meta.ctypes.data, n_threads, 0)
+
+
+_NUMPY_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
+
+
+def _numpy_dtype(a: Any) -> np.dtype:
+    return _NUMPY_DTYPES[a.dtype] if isinstance(a, torch.Tensor) else a.dtype

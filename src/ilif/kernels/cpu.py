@@ -150,11 +150,13 @@ def _run_chunks(kernel, n_chunks: int, *args: Any) -> None:
 USE_TORCH_OPENMP = True  # run the kernels on torch's OpenMP threads where it has GNU OpenMP
 
 
-def _launch(kind: str, n_chunks: int, *arrays: np.ndarray) -> None:
+def _launch(kind: str, n_chunks: int, *arrays: np.ndarray | Tensor) -> None:
     """Run the driver ``kind`` ("forward" or "backward") of :mod:`ilif.kernels._numba_ops` over
     ``n_chunks`` chunks on ``torch.get_num_threads()`` threads: torch's own OpenMP threads where
     possible (:mod:`ilif.kernels._omp`: they may still be spinning after the previous torch op,
-    and threads of our own would share the cores with them), else :func:`_run_chunks`."""
+    and threads of our own would share the cores with them), else :func:`_run_chunks`. The
+    arrays are contiguous numpy arrays or CPU tensors (the OpenMP launch reads a tensor's address
+    directly, which costs less than its numpy view)."""
     n_threads = max(1, min(torch.get_num_threads(), n_chunks))
     if n_threads > 1 and USE_TORCH_OPENMP:
         from ilif.kernels import _omp
@@ -162,7 +164,8 @@ def _launch(kind: str, n_chunks: int, *arrays: np.ndarray) -> None:
         if _omp.runtime() is not None:
             _omp.run(kind, n_chunks, n_threads, arrays)
             return
-    _run_chunks(getattr(_ops(), kind), n_chunks, *arrays)
+    _run_chunks(getattr(_ops(), kind), n_chunks,
+                *(_np(a) if isinstance(a, Tensor) else a for a in arrays))
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -261,9 +264,9 @@ class FusedNeuronFunction(torch.autograd.Function):
         n_chunks = -(-n // int(cfg[ops.CHUNK_LEN]))
         stats = np.zeros((n_chunks if want_stats else 0, 3, n_steps), np.float64)
         # an all-zero initial state is passed as an empty array, which the kernel does not read
-        state_in = _np(state0)[:, :0] if zero_state else _np(state0)
-        _launch("forward", n_chunks, _np(x), state_in, _np(spikes), _np(bits),
-                _np(grad_buffer), _np(final), conf.par, cfg, stats)
+        state_in = state0[:, :0] if zero_state else state0
+        _launch("forward", n_chunks, x, state_in, spikes, bits, grad_buffer, final, conf.par, cfg,
+                stats)
         if want_stats:
             stats_out.append(stats.sum(axis=0))
         if needs_grad:
@@ -299,8 +302,8 @@ class FusedNeuronFunction(torch.autograd.Function):
             _refill_packed(x, state0, grad_buffer, ctx.conf)
         ctx.kept_valid = False  # consumed: the kept values become dL/dx, in place
         grad_x = grad_buffer if packed else BUFFERS.empty(tuple(x.shape), x.dtype)
-        _launch("backward", -(-n // int(cfg[ops.CHUNK_LEN])), _np(x), _np(bits),
-                _np(grad_spikes), _np(state0), _np(adj), _np(grad_x), ctx.conf.par, cfg)
+        _launch("backward", -(-n // int(cfg[ops.CHUNK_LEN])), x, bits, grad_spikes, state0, adj,
+                grad_x, ctx.conf.par, cfg)
         return grad_x, (adj if want_state_grad else None), None, None, None
 
 
