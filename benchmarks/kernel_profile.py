@@ -9,7 +9,8 @@ hits all of them alike, and reports medians):
 - ``threads``: does a second thread add vector throughput? A vectorised multiply-add loop and a
   scalar latency-bound loop, once on one thread, then twice the work on two threads.
 - ``rows``: nanoseconds per neuron for one step over 1024 L1-resident neurons: the ILIF forward
-  step per flag set (CIU, MPIU), the surrogate g(h) per shape, the ILIF adjoint.
+  step per flag set (CIU, MPIU), the surrogate g(h) per shape, the ILIF adjoint step (with the
+  rectangle's g(h), as the backward runs it).
 - ``row_cost``: what a driver spends per row it cuts (per chunk and step), beside the work on
   the row's neurons: the forward and backward kernels on an L2-resident input [6, 32768], 1
   thread, with chunks of 64 and of 512 neurons; (time difference) / (row-count difference).
@@ -145,11 +146,15 @@ def _repeat_surrogate(k, r, par, code):
 @njit(error_model="numpy")  # as the drivers: no zero-division checks in the loops
 def _repeat_adjoint(k, r, bits, par, ciu, mpiu):
     one = par[ops.ONE]
+    n = r.shape[1]
+    # one step of ilif_adjoint_chunk: x r[0], dL/dS r[9], dL/dx r[10], the four adjoint rows
+    # r[11:15], h r[6] (as rec[0, 0]), g(h) into r[8]
+    x, bits2, gout, gx, ga = r[0:1], bits.reshape(1, n), r[9:10], r[10:11], r[11:15]
+    rec, no_bits = r[6:7].reshape(1, 1, n), np.zeros(n, np.uint8)
     for _ in range(k):
         r[10][:] = r[7]  # σ(M) with the spikes packed in, as the forward left it (see below)
-        ops.ilif_backward_step(r[0], bits, r[9], r[10], r[11], r[12], r[13], r[14], r[6], r[8],
-                               par[ops.LAMBDA], par[ops.THRESHOLD], par[ops.CIU_GAIN],
-                               par[ops.MPIU_GAIN], par[ops.ZERO], one, one, one, ciu, mpiu)
+        ops.ilif_adjoint_chunk(x, bits2, gout, gx, ga, rec, r[8], no_bits, 0, n, par,
+                               ops.RECTANGLE, one, one, ciu, mpiu)
 
 
 def section_rows(args: argparse.Namespace) -> dict[str, Any]:

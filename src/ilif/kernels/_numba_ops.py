@@ -563,25 +563,14 @@ def _ilif_adjoint_flags(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, 
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def ilif_backward_step(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero, one,
-                       keep_reset, keep_inh, ciu, mpiu):
-    """The adjoint of :func:`_ilif_step_loop` for one step (dL/d state_{t−1} from
-    dL/d state_t), one branch-free loop per flag set, from the step's h (``ht``), g(h)
-    (``gsur``) and the spikes and slopes: with ``mpiu`` packed with σ(M) in ``gxt``
-    (:func:`pack_sigma`), else the uint8 ``bt``. ``gxt`` receives dL/dx in every case. (The
-    drivers run :func:`ilif_adjoint_chunk`; this one step is for
-    ``benchmarks/kernel_profile.py``.)"""
-    wide_vectors()
-    _ilif_adjoint_flags(xt, bt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th, k, kap, zero, one,
-                        keep_reset, keep_inh, ciu, mpiu)
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def ilif_adjoint_chunk(x, bits, gout, gx, ga, rec, gsur, no_bits, lo, m, par, code, keep_reset,
                        keep_inh, ciu, mpiu):
-    """The adjoint steps of one ILIF chunk backwards in time (:func:`ilif_backward_step` per
-    step, after the step's g(h) from its rebuilt h in ``rec[0, t]``), from and into the adjoint
-    rows ``ga``: one call per chunk, not per step."""
+    """The adjoint steps of one ILIF chunk backwards in time, from and into the adjoint rows
+    ``ga`` (dL/d state_{t−1} from dL/d state_t): per step the step's g(h) from its rebuilt h in
+    ``rec[0, t]``, then one branch-free loop per flag set (:func:`_ilif_adjoint_loop`) from h,
+    g(h) and the spikes and slopes: packed with σ(M) in ``gx`` (:func:`pack_sigma`) with
+    ``mpiu``, else the uint8 ``bits``. ``gx`` receives dL/dx in every case. One call per chunk,
+    not per step."""
     wide_vectors()
     gv, gi, gm, gd = row(ga, 0, 0, m), row(ga, 1, 0, m), row(ga, 2, 0, m), row(ga, 3, 0, m)
     g = row(gsur, 0, 0, m)
