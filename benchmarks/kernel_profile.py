@@ -130,17 +130,21 @@ def section_threads(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- rows
+# The rows are cut once, outside the timed repetitions: a numba slice costs as much as a step
+# over a few hundred neurons (section ``row_cost``).
 @njit(error_model="numpy")  # as the drivers: no zero-division checks in the loops
 def _repeat_forward_row(k, r, bits, par, ciu, mpiu):
+    x, v, trace, memory, drive, spk, h, sgm = r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]
     for _ in range(k):
-        ops.ilif_forward_row(r[0], r[1], r[2], r[3], r[4], bits, r[5], r[6], r[7], par, ciu, mpiu,
+        ops.ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
                              ops.STATS_NONE)
 
 
 @njit(error_model="numpy")  # as the drivers: no zero-division checks in the loops
 def _repeat_surrogate(k, r, par, code):
+    g, h = r[8], r[6]
     for _ in range(k):
-        ops.surrogate_row(r[8], r[6], code, par)
+        ops.surrogate_row(g, h, code, par)
 
 
 @njit(error_model="numpy")  # as the drivers: no zero-division checks in the loops
@@ -151,9 +155,10 @@ def _repeat_adjoint(k, r, bits, par, ciu, mpiu):
     # r[11:15], h r[6] (as rec[0, 0]), g(h) into r[8]
     x, bits2, gout, gx, ga = r[0:1], bits.reshape(1, n), r[9:10], r[10:11], r[11:15]
     rec, no_bits = r[6:7].reshape(1, 1, n), np.zeros(n, np.uint8)
+    g, kept, gx_row = r[8], r[7], r[10]
     for _ in range(k):
-        r[10][:] = r[7]  # σ(M) with the spikes packed in, as the forward left it (see below)
-        ops.ilif_adjoint_chunk(x, bits2, gout, gx, ga, rec, r[8], no_bits, 0, n, par,
+        ops.copy_row(gx_row, kept)  # σ(M) with the spikes packed in, as the forward left it
+        ops.ilif_adjoint_chunk(x, bits2, gout, gx, ga, rec, g, no_bits, 0, n, par,
                                ops.RECTANGLE, one, one, ciu, mpiu)
 
 
@@ -252,9 +257,7 @@ def _write_final_state(dst, ws, stream):
             if stream:
                 ops.stream_row(ops.row(dst, k, lo, m), ops.row(ws, k, 0, m))
             else:
-                out, inp = ops.row(dst, k, lo, m), ops.row(ws, k, 0, m)
-                for j in range(m):
-                    out[j] = inp[j]
+                ops.copy_row(ops.row(dst, k, lo, m), ops.row(ws, k, 0, m))
     if stream:
         ops._store_fence()
 

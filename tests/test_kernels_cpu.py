@@ -575,7 +575,8 @@ def test_kernel_profile_writes_json(tmp_path: Path) -> None:
     """The profiling script behind docs/performance.md runs and reports every variant."""
     out = tmp_path / "profile.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "kernel_profile.py"), "--only", "rows",
-           "--only", "backward", "--rounds", "1", "--out", str(out)]
+           "--only", "row_cost", "--only", "final_state", "--only", "backward", "--rounds", "1",
+           "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -585,4 +586,10 @@ def test_kernel_profile_writes_json(tmp_path: Path) -> None:
     for times in report["backward"]["ms"].values():
         assert set(times) == {"forward", "backward"}
         assert all(v > 0 for v in times.values())
+    cost = report["row_cost"]
+    kinds = ("forward", "backward")
+    assert set(cost["ms"]) == {f"{k}, chunk {c}" for k in kinds for c in (64, 512)}
+    assert all(v > 0 for v in cost["ms"].values())
+    assert {"forward_ns_per_row", "backward_ns_per_row"} <= set(cost)
+    assert set(report["final_state"]["ms"]) == {"streaming stores", "plain stores"}
     assert "threads" not in report

@@ -271,14 +271,21 @@ def _surrogate_sum_loop(h, par, code):
     return g_sum
 
 
+@njit(inline="always", error_model="numpy")
+def _rectangle_sum(n_open, par):
+    """Σ g(h) of the rectangle over a row with ``n_open`` open steps: g is 1/γ on them and 0
+    elsewhere, so the sum is n_open·(1/γ), exactly in float64 (it needs at most 24 + log2(n) of
+    its 53 bits), without reading h."""
+    return n_open * np.float64(par[ONE] / par[WIDTH])
+
+
 @njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def surrogate_sum(h, n_open, code, par):
-    """Σ g(h) over a row in float64, reassociated (so that it vectorises). For the rectangle g is
-    1/γ on the ``n_open`` open steps and 0 elsewhere, so the sum is n_open·(1/γ), exactly (it
-    needs at most 24 + log2(n) of float64's 53 bits) and without reading h."""
+    """Σ g(h) over a row in float64, reassociated (so that it vectorises); the rectangle's from
+    the open count (:func:`_rectangle_sum`)."""
     wide_vectors()
     if code == RECTANGLE:
-        return n_open * np.float64(par[ONE] / par[WIDTH])
+        return _rectangle_sum(n_open, par)
     if code == TRIANGLE:
         return _surrogate_sum_loop(h, par, TRIANGLE)
     if code == SIGMOID:
@@ -376,7 +383,7 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
         if rebuild or stats == STATS_H:
             h[j] = hh
         if stats != STATS_NONE:
-            n_spk += 1 if hh >= zero else 0
+            n_spk += 1 if spiked else 0
             n_open += 1 if abs(hh) < half else 0
         if not rebuild:
             spk[j] = s
@@ -466,8 +473,8 @@ def _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stat
         spk, bits, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_bits, t, lo, m)
         n_spk, n_open = ilif_forward_row(row(x, t, lo, m), v, trace, memory, drive, bits, spk, h,
                                          sgm, par, ciu, mpiu, stats_mode)
-        if stats_mode == STATS_COUNT:  # the rectangle: Σ g(h) = n_open·(1/γ), as surrogate_sum
-            _record_stats(stats, c, t, n_spk, n_open, n_open * np.float64(par[ONE] / par[WIDTH]))
+        if stats_mode == STATS_COUNT:  # the rectangle: h was not written
+            _record_stats(stats, c, t, n_spk, n_open, _rectangle_sum(n_open, par))
         elif stats_mode == STATS_H:
             _record_stats(stats, c, t, n_spk, n_open, surrogate_sum(h, n_open, surrogate, par))
 
@@ -782,6 +789,13 @@ def row3(a, i, t, m):
 
 
 @njit(inline="always")
+def copy_row(out, inp):
+    """``out[:] = inp[:]`` as a loop that LLVM vectorises (a numba slice assignment does not)."""
+    for j in range(out.shape[0]):
+        out[j] = inp[j]
+
+
+@njit(inline="always")
 def _load_rows(dst, src, zero, lo, m):
     """``dst[k, :m] = src[k, lo:lo + m]`` for every row k of ``src``, or 0 when ``zero``."""
     for k in range(src.shape[0]):
@@ -790,9 +804,7 @@ def _load_rows(dst, src, zero, lo, m):
             for j in range(m):
                 out[j] = 0
         else:
-            inp = row(src, k, lo, m)
-            for j in range(m):
-                out[j] = inp[j]
+            copy_row(out, row(src, k, lo, m))
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -876,7 +888,8 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
     keep_inh = zero if cfg[DETACH_INHIBITION] else one
     ws = np.zeros((4, ch), x.dtype)  # working state of the recomputation
     ga = np.zeros((4, ch), x.dtype)  # adjoints of the state
-    rec = np.empty((3, n_steps, ch), x.dtype)  # recomputed per-step values
+    # recomputed per-step values: ILIF h; CLIF g(h), σ(H/τ) and C before the step
+    rec = np.empty((1 if kind == KIND_ILIF else 3, n_steps, ch), x.dtype)
     h = np.empty(ch, x.dtype)
     gsur = np.empty(ch, x.dtype)
     has_bits = bits.shape[0] == n_steps
@@ -908,9 +921,7 @@ def backward(x, bits, gout, state0, adj, gx, par, cfg, c0, c1):
                                    row3(rec, 0, t, m), lam, th, par[TAU], zero, one, keep_reset)
         if want_adj:
             for kk in range(n_state):
-                out, inp = row(adj, kk, lo, m), row(ga, kk, 0, m)
-                for j in range(m):
-                    out[j] = inp[j]
+                copy_row(row(adj, kk, lo, m), row(ga, kk, 0, m))
 
 
 # ------------------------------------------------------------------------ OpenMP launch bodies

@@ -61,10 +61,11 @@ def runtime() -> Any:
     return fn
 
 
-def run(kind: str, n_chunks: int, n_threads: int, arrays: tuple[Any, ...]) -> None:
-    """Run the driver ``kind`` ("forward" or "backward") over ``n_chunks`` chunks on
-    ``n_threads`` of torch's OpenMP threads; ``arrays`` are its array arguments in order
-    (C-contiguous numpy arrays or CPU tensors)."""
+def run(kind: str, n_chunks: int, n_threads: int, arrays: tuple[Any, ...],
+        dtype: np.dtype) -> None:
+    """Run the driver ``kind`` ("forward" or "backward") for float ``dtype`` over ``n_chunks``
+    chunks on ``n_threads`` of torch's OpenMP threads; ``arrays`` are its array arguments in
+    order (C-contiguous numpy arrays or CPU tensors)."""
     fields = [0] * ops.HEADER  # the shared chunk counter starts at 0
     fields[ops.N_CHUNKS], fields[ops.N_THREADS] = n_chunks, n_threads
     for a in arrays:
@@ -76,12 +77,5 @@ def run(kind: str, n_chunks: int, n_threads: int, arrays: tuple[Any, ...]) -> No
             raise ValueError("the OpenMP launch needs C-contiguous arrays")
         fields += [address, *shape, *(0,) * (ops.PER_ARRAY - 1 - len(shape))]
     meta = np.array(fields, np.int64)
-    body = ops.omp_bodies(_numpy_dtype(arrays[0]))[kind]
+    body = ops.omp_bodies(dtype)[kind]
     runtime()(body.address, meta.ctypes.data, n_threads, 0)
-
-
-_NUMPY_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
-
-
-def _numpy_dtype(a: Any) -> np.dtype:
-    return _NUMPY_DTYPES[a.dtype] if isinstance(a, torch.Tensor) else a.dtype

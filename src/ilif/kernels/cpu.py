@@ -162,7 +162,9 @@ def _launch(kind: str, n_chunks: int, *arrays: np.ndarray | Tensor) -> None:
         from ilif.kernels import _omp
 
         if _omp.runtime() is not None:
-            _omp.run(kind, n_chunks, n_threads, arrays)
+            x = arrays[0]  # its dtype picks the kernel
+            dtype = np.dtype(_NUMPY_DTYPES[x.dtype]) if isinstance(x, Tensor) else x.dtype
+            _omp.run(kind, n_chunks, n_threads, arrays, dtype)
             return
     _run_chunks(getattr(_ops(), kind), n_chunks,
                 *(_np(a) if isinstance(a, Tensor) else a for a in arrays))
@@ -314,10 +316,9 @@ def _refill_packed(x: Tensor, state0: Tensor, out: Tensor, conf: _Config) -> Non
     cfg = conf.cfg.copy()
     cfg[ops.CHUNK_LEN] = ops.chunk_len(n_steps, backward=False)
     cfg[ops.WANT_STATS] = 0
-    unused = np.empty((0, n), _NUMPY_DTYPES[x.dtype])
-    _launch("forward", -(-n // int(cfg[ops.CHUNK_LEN])), _np(x), _np(state0), unused,
-            np.empty((0, n), np.uint8), _np(out), np.empty((state0.shape[0], n), unused.dtype),
-            conf.par, cfg, np.zeros((0, 3, n_steps)))
+    _launch("forward", -(-n // int(cfg[ops.CHUNK_LEN])), x, state0, x.new_empty((0, n)),
+            np.empty((0, n), np.uint8), out, x.new_empty((state0.shape[0], n)), conf.par, cfg,
+            np.zeros((0, 3, n_steps)))
 
 
 def cpu_multi_step(
