@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ilif.models.layers import fold_time
 from ilif.neurons import reset_net
 
 
@@ -14,20 +15,29 @@ class SpikingModel(nn.Module):
     batch ``[N, T', C, H, W]`` (as a DataLoader stacks event frames) is used as it is, with its own
     ``T'`` steps. Output: ``[T, N, classes]``, one readout ``O_t`` per step. Every forward starts
     from zero neuron state (the model resets its neurons itself).
+
+    ``stem_once=True`` (the default): a static batch is repeated as a view (stride 0 in T), and
+    the stem (the stateless layers before the first neuron, built with
+    ``TimeDistributed(..., once=True)``) runs once on ``[N, ...]``; its output is repeated over
+    the T steps. Equal to the stem on the repeated batch up to float rounding, BN's running
+    statistics included (:func:`ilif.models.layers.repeated_batch_norm`, docs/performance.md).
+    ``stem_once=False``: the repeated batch is materialised and the stem runs on all ``T·N``.
     """
 
-    def __init__(self, T: int) -> None:
+    def __init__(self, T: int, stem_once: bool = True) -> None:
         super().__init__()
         T = int(T)
         if T < 1:
             raise ValueError(f"T (time steps) must be >= 1, got T={T}")
         self.T = T
+        self.stem_once = bool(stem_once)
 
     def encode(self, x: Tensor) -> Tensor:
         """Static ``[N, C, H, W] -> [T, N, C, H, W]`` (repeated) or events
         ``[N, T', C, H, W] -> [T', N, C, H, W]``."""
         if x.dim() == 4:
-            return x.unsqueeze(0).expand(self.T, *x.shape)
+            seq = x.unsqueeze(0).expand(self.T, *x.shape)
+            return seq if self.stem_once else fold_time(seq).view(seq.shape)
         if x.dim() == 5:
             return x.transpose(0, 1)
         raise ValueError(

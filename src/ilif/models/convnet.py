@@ -37,7 +37,10 @@ class SpikingConvNet(SpikingModel):
             if item == "P":
                 blocks.append(TimeDistributed(nn.AvgPool2d(2)))
             else:
-                blocks.append(SpikingConv(channels, int(item), make_neuron, dropout))
+                # the first layer is the stem: run once on a repeated (static) input
+                blocks.append(
+                    SpikingConv(channels, int(item), make_neuron, dropout, once=not blocks)
+                )
                 channels = int(item)
         self.features = nn.Sequential(*blocks)
         self.pool = TimeDistributed(nn.AdaptiveAvgPool2d(head_pool))

@@ -36,6 +36,7 @@ def create_model(
     tau: float = 1.1,
     backend: str = "auto",
     dropout: float | None = None,
+    stem_once: bool = True,
     **neuron_kwargs: Any,
 ) -> SpikingModel:
     """A spiking model by name, with every neuron of kind ``neuron`` (any name of
@@ -43,7 +44,9 @@ def create_model(
     ``tau`` (the paper's 1.1 by default) and ``T`` steps for static input.
 
     ``dropout`` (VGG-11 and the small convnets) is the per-layer dropout probability;
-    ``neuron_kwargs`` go to every neuron (e.g. ``ciu_gain=0.05`` for ILIF).
+    ``neuron_kwargs`` go to every neuron (e.g. ``ciu_gain=0.05`` for ILIF). ``stem_once``: a
+    static image runs through the stem once and its output is repeated over the T steps
+    (:class:`ilif.models.SpikingModel`; ``False`` runs the stem on all T copies).
     """
     key = str(name).lower()
     if key not in MODELS:
@@ -61,4 +64,6 @@ def create_model(
                 f"model {key!r} has no dropout; dropout={dropout!r} applies to: {', '.join(takes)}"
             )
         extra["dropout"] = float(dropout)
-    return builder(make_neuron, int(num_classes), int(in_channels), int(T), **extra)
+    model = builder(make_neuron, int(num_classes), int(in_channels), int(T), **extra)
+    model.stem_once = bool(stem_once)
+    return model

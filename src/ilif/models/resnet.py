@@ -7,7 +7,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from ilif.models.base import SpikingModel
-from ilif.models.layers import TimeDistributed
+from ilif.models.layers import TimeDistributed, run_neuron
 from ilif.neurons import Neuron
 
 MakeNeuron = Callable[[], Neuron]
@@ -39,9 +39,9 @@ class PreActBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        a = self.neuron1(self.bn1(x))
+        a = run_neuron(self.neuron1, self.bn1(x))
         skip = x if self.shortcut is None else self.shortcut(a)
-        return self.conv2(self.neuron2(self.bn2(self.conv1(a)))) + skip
+        return self.conv2(run_neuron(self.neuron2, self.bn2(self.conv1(a)))) + skip
 
 
 class PreActResNet18(SpikingModel):
@@ -50,7 +50,7 @@ class PreActResNet18(SpikingModel):
 
     def __init__(self, make_neuron: MakeNeuron, num_classes: int, in_channels: int, T: int) -> None:
         super().__init__(T)
-        self.stem = TimeDistributed(_conv3x3(in_channels, 64))
+        self.stem = TimeDistributed(_conv3x3(in_channels, 64), once=True)
         blocks, cin = [], 64
         for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
             for i in range(2):
@@ -65,7 +65,7 @@ class PreActResNet18(SpikingModel):
 
     def forward_sequence(self, x_seq: Tensor) -> Tensor:
         x = self.blocks(self.stem(x_seq))
-        return self.classifier(self.head_neuron(self.head_bn(x)))
+        return self.classifier(run_neuron(self.head_neuron, self.head_bn(x)))
 
 
 class BasicBlock(nn.Module):
@@ -95,8 +95,8 @@ class BasicBlock(nn.Module):
         self.neuron2 = make_neuron()
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.conv_bn2(self.neuron1(self.conv_bn1(x)))
-        return self.neuron2(y + self.shortcut(x))
+        y = self.conv_bn2(run_neuron(self.neuron1, self.conv_bn1(x)))
+        return run_neuron(self.neuron2, y + self.shortcut(x))
 
 
 class ResNet19(SpikingModel):
@@ -106,7 +106,7 @@ class ResNet19(SpikingModel):
     def __init__(self, make_neuron: MakeNeuron, num_classes: int, in_channels: int, T: int) -> None:
         super().__init__(T)
         self.stem = TimeDistributed(
-            nn.Sequential(_conv3x3(in_channels, 128, bias=False), nn.BatchNorm2d(128))
+            nn.Sequential(_conv3x3(in_channels, 128, bias=False), nn.BatchNorm2d(128)), once=True
         )
         self.stem_neuron = make_neuron()
         blocks, cin = [], 128
@@ -122,7 +122,7 @@ class ResNet19(SpikingModel):
         self.classifier = TimeDistributed(nn.Linear(256, num_classes))
 
     def forward_sequence(self, x_seq: Tensor) -> Tensor:
-        x = self.blocks(self.stem_neuron(self.stem(x_seq)))
+        x = self.blocks(run_neuron(self.stem_neuron, self.stem(x_seq)))
         return self.classifier(self.hidden_neuron(self.hidden(x)))
 
 
