@@ -150,10 +150,12 @@ def fold_time(x_seq: Tensor) -> Tensor:
         return x_seq.view(shape)
     except RuntimeError:
         pass
-    out = torch.empty(shape, dtype=x_seq.dtype, device=x_seq.device,
-                      memory_format=step_format(x_seq))
-    out.view(x_seq.shape).copy_(x_seq)
-    return out
+    # a clone (whose backward passes the gradient on as it is), in the steps' storage order
+    if step_format(x_seq) == torch.channels_last:
+        dense = x_seq.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    else:
+        dense = x_seq.contiguous()
+    return dense.view(shape)
 
 
 def run_neuron(neuron: nn.Module, x_seq: Tensor) -> Tensor:
