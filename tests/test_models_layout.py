@@ -229,3 +229,14 @@ def test_stem_once_is_an_option_of_create_model():
     assert model.encode(x).stride(0) != 0  # the repeated batch is materialised
     model.stem_once = True
     assert model.encode(x).stride(0) == 0
+
+
+def test_once_applies_only_to_layers_that_treat_samples_alone():
+    torch.manual_seed(0)
+    x = torch.ones(4, 3).unsqueeze(0).expand(3, 4, 3)  # one [N, F] repeated over T = 3
+    linear = TimeDistributed(nn.Linear(3, 2), once=True)
+    assert linear(x).stride(0) == 0  # ran once, repeated as a view
+    torch.testing.assert_close(linear(x), TimeDistributed(linear.module)(x.contiguous()))
+    dropout = TimeDistributed(nn.Dropout(0.5), once=True)  # a mask per step: not once
+    y = dropout(x)
+    assert y.stride(0) != 0 and not torch.equal(y[0], y[1])

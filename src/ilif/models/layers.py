@@ -81,7 +81,8 @@ def neuron_factory(
 # leaves unchanged): a repeated input may run through them once (:class:`TimeDistributed`).
 _ONCE_SAFE = (
     nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Identity, nn.Flatten, nn.ReLU,
-    nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.modules.batchnorm._BatchNorm,
+    nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,  # not SyncBatchNorm: it syncs its own way
 )
 
 
@@ -126,7 +127,7 @@ def _run_once(module: nn.Module, x: Tensor, repeats: int) -> Tensor:
         for layer in module:
             x = _run_once(layer, x, repeats)
         return x
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
         return repeated_batch_norm(module, x, repeats)
     return module(x)
 
@@ -185,11 +186,11 @@ class TimeDistributed(nn.Module):
     def __init__(self, module: nn.Module, once: bool = False) -> None:
         super().__init__()
         self.module = module
-        self.once = bool(once) and _once_safe(module)
+        self.once = bool(once)
 
     def forward(self, x_seq: Tensor) -> Tensor:
         steps, batch = x_seq.shape[:2]
-        if self.once and steps > 1 and x_seq.stride(0) == 0:
+        if self.once and steps > 1 and x_seq.stride(0) == 0 and _once_safe(self.module):
             y = _run_once(self.module, x_seq[0], steps)
             return y.unsqueeze(0).expand(steps, *y.shape)
         y = self.module(fold_time(x_seq))
