@@ -42,7 +42,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                 default=argparse.SUPPRESS,
                 help="an extra neuron argument (repeatable), e.g. --neuron-kwarg ciu_gain=0.05",
             )
-        elif hints[f.name] is bool or f.name == "augment":
+        elif hints[f.name] is bool or set(typing.get_args(hints[f.name])) == {bool, type(None)}:
             action = "store_true" if f.name == "quiet" else argparse.BooleanOptionalAction
             parser.add_argument(_flag(f.name), action=action, default=argparse.SUPPRESS,
                                 help=help_text)
@@ -85,7 +85,19 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values, source="flags")
 
 
+def one_line(err: BaseException) -> str:
+    """The message of ``err``; for an error re-raised from a DataLoader worker (whose message
+    embeds the worker's traceback) the original error's own message, the last line."""
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1].strip()
+    name, sep, message = last.partition(": ")
+    return message if sep and name.split(".")[-1] == type(err).__name__ else last
+
+
 def _train(args: argparse.Namespace) -> int:
+    from ilif.train.distributed import is_rank_zero, log
     from ilif.train.runner import run_training
 
     try:
@@ -96,9 +108,9 @@ def _train(args: argparse.Namespace) -> int:
         config = resolve_config(args)
         summary = run_training(config)
     except _user_errors() as err:
-        print(f"ilif train: error: {err}", file=sys.stderr)
+        log(f"ilif train: error: {one_line(err)}", every_rank=True, file=sys.stderr)
         return 2
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_rank_zero():
         best = summary["test_accuracy_at_best"]
         peak = summary["paper_protocol_max_test_accuracy"]
         if best is not None:
