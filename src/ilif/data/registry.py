@@ -49,6 +49,9 @@ DATASETS: dict[str, DatasetInfo] = {
                     "(one zip of AEDAT 2.0 files per class)"),
         DatasetInfo("dvs-gesture", 11, 2, (128, 128), "event", 20, True,
                     "https://research.ibm.com/interactive/dvsgesture/ (DvsGesture.tar.gz)"),
+        DatasetInfo("imagenet", 1000, 3, (224, 224), "static", None, True,
+                    "https://image-net.org/ (ILSVRC-2012 train and val, as train/<wnid>/ and "
+                    "val/)"),
     )
 }
 
@@ -71,6 +74,10 @@ def _build_static(name: str, root: Path | None, split: str, T: int | None, augme
                   **kwargs: Any) -> Dataset:
     from ilif.data import static
 
+    if name == "imagenet":
+        from ilif.data import imagenet
+
+        return imagenet.build(root, split, augment, **kwargs)
     if name == "digits":
         if kwargs:
             raise TypeError(f"digits takes no extra arguments, got {sorted(kwargs)}")
