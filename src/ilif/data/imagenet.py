@@ -42,7 +42,8 @@ def decode(path: Path) -> Image.Image:
     """The RGB image of ``path``; a missing or undecodable file is a ``DatasetError`` naming it."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            image.load()  # decode now, inside the error handling
+            return image if image.mode == "RGB" else image.convert("RGB")
     except FileNotFoundError as exc:
         raise DatasetNotFoundError(f"imagenet: image file {path} does not exist") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -125,12 +126,12 @@ class RandomFlip:
 
 def to_tensor(image: Image.Image, mean: Sequence[float] = MEAN,
               std: Sequence[float] = STD) -> torch.Tensor:
-    """``x[c] = (pixel[c]/255 − mean[c]) / std[c]`` as float32 ``[3, H, W]``."""
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
-    x = pixels.to(torch.float32).div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    """``x[c] = (pixel[c]/255 − mean[c]) / std[c]`` as float32 ``[3, H, W]`` (computed as
+    ``pixel·(1/(255·std)) − mean/std`` on a channel-first copy)."""
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy())
     s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-    return x.sub_(m).div_(s)
+    m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    return pixels.to(torch.float32).mul_(1.0 / (255.0 * s)).sub_(m / s)
 
 
 def eval_resize(image_size: int) -> int:
