@@ -210,3 +210,14 @@ def test_cli_smoke_and_a_worker_error_is_one_line(tmp_path):
     assert len(lines) == 1 and str(bad) in lines[0], done.stderr
     assert lines[0].startswith("ilif train: error: imagenet: cannot decode image file")
     assert "Traceback" not in done.stderr
+
+
+def test_the_imagenet_config_keeps_the_recipes_batch_on_any_gpu_count():
+    from ilif.train.runner import steps_per_update
+
+    config = TrainConfig.from_yaml(REPO / "configs" / "imagenet-resnet34.yaml")
+    assert (config.model, config.T, config.epochs, config.optimizer, config.lr,
+            config.momentum, config.scheduler, config.amp, config.image_size) == (
+        "sew-resnet34", 4, 320, "sgd", 0.1, 0.9, "cosine", True, 224)
+    assert config.global_batch == 256 and config.batch_size == 32
+    assert [steps_per_update(config, gpus) for gpus in (8, 4, 2, 1)] == [1, 2, 4, 8]
