@@ -272,7 +272,10 @@ class _Run:
             f"epoch {epoch}/{config.epochs}  loss {metrics['train_loss']:.4f}  "
             f"train {100 * metrics['train_accuracy']:.2f}%  "
             + (f"val {100 * metrics['val_accuracy']:.2f}%  " if "val_accuracy" in metrics else "")
-            + f"test {100 * metrics['test_accuracy']:.2f}%  fr {metrics['firing_rate']:.4f}  "
+            + f"test {100 * metrics['test_accuracy']:.2f}%  "
+            + (f"top-5 {100 * metrics['test_top5_accuracy']:.2f}%  "
+               if self.data.info.num_classes > 5 else "")
+            + f"fr {metrics['firing_rate']:.4f}  "
             f"lr {lr:.4g}  {metrics['epoch_time_s']:.1f}s" + ("  *best" if improved else "")
         )
         if is_rank_zero():
