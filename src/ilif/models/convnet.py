@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
 from ilif.models.base import SpikingModel
-from ilif.models.layers import SpikingConv, TimeDistributed
-from ilif.neurons import Neuron
+from ilif.models.layers import MakeNeuron, SpikingConv, TimeDistributed
 
 # Layer lists: an int is a ``conv3x3 → BN → neuron (→ dropout)`` with that many channels,
 # "P" a 2×2 average pooling.
@@ -23,7 +22,7 @@ class SpikingConvNet(SpikingModel):
     def __init__(
         self,
         layers: Sequence[int | str],
-        make_neuron: Callable[[], Neuron],
+        make_neuron: MakeNeuron,
         num_classes: int,
         in_channels: int,
         T: int,
