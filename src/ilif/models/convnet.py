@@ -49,7 +49,7 @@ class SpikingConvNet(SpikingModel):
 
 
 def vgg11(make_neuron, num_classes, in_channels, T, dropout=0.0) -> SpikingConvNet:
-    """Spiking VGG-11-BN (SPEC §4): conv → BN → neuron → dropout, avg pooling, 7×7 adaptive
+    """Spiking VGG-11-BN (docs/training.md): conv → BN → neuron → dropout, avg pooling, 7×7 adaptive
     pool, linear."""
     return SpikingConvNet(VGG11, make_neuron, num_classes, in_channels, T, 7, dropout)
 

@@ -13,7 +13,7 @@ def _conv3x3(cin: int, cout: int, stride: int = 1, bias: bool = True) -> nn.Conv
 
 
 class PreActBlock(nn.Module):
-    """Pre-activation basic block (SPEC §4)::
+    """Pre-activation basic block (docs/training.md)::
 
     a = neuron(BN(x)) ;  y = conv(neuron(BN(conv(a)))) + shortcut
     shortcut = x, or a 1×1 conv of ``a`` where the stride or the channel count changes.
@@ -40,7 +40,7 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet18(SpikingModel):
-    """Pre-activation spiking ResNet-18 (SPEC §4): 3×3 64-channel stem conv, blocks
+    """Pre-activation spiking ResNet-18 (docs/training.md): 3×3 64-channel stem conv, blocks
     [2, 2, 2, 2] of 64-128-256-512 channels, head BN → neuron → global avg-pool → linear."""
 
     def __init__(self, make_neuron: MakeNeuron, num_classes: int, in_channels: int, T: int) -> None:

@@ -1,8 +1,8 @@
 """Per-layer spike statistics of a model's neurons, read from every backend.
 
 Each neuron reports, per forward call, per time step: spike count, gradient-open count
-(|h| < γ/2, SPEC §3) and the sum of the surrogate derivative g(h) (the eager loop computes them
-from ``h``, the fused kernels count them as they go). The monitor accumulates::
+(|h| < γ/2, docs/neurons.md) and the sum of the surrogate derivative g(h) (the eager loop computes
+them from ``h``, the fused kernels count them as they go). The monitor accumulates::
 
     firing_rate      = Σ spikes / (neurons · T · samples)     (spikes per neuron per step)
     open_rate        = Σ open   / (neurons · T · samples)     (gradient-open neuron-steps)
