@@ -79,3 +79,9 @@ def test_width_with_a_surrogate_instance_is_an_error() -> None:
         ilif.LIF(surrogate=surrogate.Triangle(width=2.0), width=0.5)
     assert ilif.LIF(surrogate="triangle", width=0.5).surrogate == surrogate.Triangle(0.5)
     assert ilif.LIF(surrogate=surrogate.Triangle(width=2.0)).surrogate.width == 2.0
+
+
+def test_presets_cannot_be_changed_through_the_view() -> None:
+    with pytest.raises(TypeError):
+        NEURON_VARIANTS["ilif-mpiu"][1]["ciu"] = True  # type: ignore[index]
+    assert not create_neuron("ilif-mpiu").ciu

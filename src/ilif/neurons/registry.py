@@ -22,8 +22,8 @@ from ilif.neurons.base import Neuron
 N = TypeVar("N", bound=type[Neuron])
 
 _NAME = re.compile(r"^[a-z][a-z0-9_.+-]*$")
-# name -> (class, preset constructor arguments), in registration order
-_REGISTRY: dict[str, tuple[type[Neuron], dict[str, Any]]] = {}
+# name -> (class, preset constructor arguments, read-only), in registration order
+_REGISTRY: dict[str, tuple[type[Neuron], Mapping[str, Any]]] = {}
 
 
 def register_neuron(name: str, **preset: Any) -> Callable[[N], N]:
@@ -56,7 +56,7 @@ def register_neuron(name: str, **preset: Any) -> Callable[[N], N]:
                     f"register_neuron: the name {key!r} is already taken by "
                     f"{old.__module__}.{old.__qualname__}; choose another name"
                 )
-        _REGISTRY[key] = (cls, dict(preset))
+        _REGISTRY[key] = (cls, MappingProxyType(dict(preset)))
         if not preset and not cls.__dict__.get("kind"):
             cls.kind = key
         return cls
@@ -100,7 +100,7 @@ def create_neuron(name: str, **kwargs: Any) -> Neuron:
     return cls(**{**preset, **kwargs})
 
 
-def registry_view() -> Mapping[str, tuple[type[Neuron], dict[str, Any]]]:
+def registry_view() -> Mapping[str, tuple[type[Neuron], Mapping[str, Any]]]:
     """A read-only live view of the registry: name -> (class, preset arguments)."""
     return MappingProxyType(_REGISTRY)
 
