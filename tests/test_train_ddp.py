@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,13 +42,19 @@ def test_two_processes_share_the_batches_and_count_every_test_sample_once(tmp_pa
     assert {p.name for p in out.iterdir()} >= {"checkpoint_last.pt", "config.yaml"}
 
 
-def run_ilif(args: list[str], processes: int, expect_exit: int | None = 0
+KILLED_TRAIN = Path(__file__).with_name("killed_train.py")  # `ilif train` killed after N steps
+
+
+def run_ilif(args: list[str], processes: int, expect_exit: int | None = 0, kill_after: int = 0
              ) -> subprocess.CompletedProcess:
-    """``ilif train ARGS`` on ``processes`` CPU processes (torchrun, gloo) or one plain process;
-    ``expect_exit``: the exit status (None: any)."""
+    """``ilif train ARGS`` on ``processes`` CPU processes (torchrun, gloo) or one plain process,
+    ended abruptly after ``kill_after`` optimiser steps when given; ``expect_exit``: the exit
+    status (None: any)."""
     launcher = (["-m", "torch.distributed.run", f"--nproc_per_node={processes}",
                  f"--master_port={free_port()}"] if processes > 1 else [])
-    command = [sys.executable, *launcher, "-m", "ilif", "train", *args]
+    program = ([str(KILLED_TRAIN), str(kill_after)] if kill_after
+               else ["-m", "ilif", "train"])
+    command = [sys.executable, *launcher, *program, *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     if expect_exit is not None:
@@ -87,11 +94,11 @@ def test_a_checkpoint_changes_world_size_at_an_epoch_boundary(tmp_path):
     common = [*DIGITS, "--global-batch", "16", "--limit-train-batches", "3", "--epochs", "3",
               "--out", str(out)]
     resume = ["--resume", str(out / "checkpoint_last.pt")]
-    # killed at the first batch of epoch 2 (3 batches per process in epoch 1)
-    run_ilif([*common, "--debug-kill-after-batches", "4"], 2, expect_exit=None)
+    # killed at the first step of epoch 2 (3 steps in epoch 1)
+    run_ilif(common, 2, expect_exit=None, kill_after=4)
     assert torch.load(out / "checkpoint_last.pt", weights_only=True)["epoch"] == 1
-    # one process accumulates 2 batches per step: 6 in epoch 2, killed at the 7th
-    done = run_ilif([*common, *resume, "--debug-kill-after-batches", "7"], 1, expect_exit=86)
+    # one process accumulates 2 batches per step (3 steps in epoch 2), killed at the 4th step
+    done = run_ilif([*common, *resume], 1, expect_exit=86, kill_after=4)
     assert "processes changed from 2 to 1" in done.stdout
     assert "global batch kept at 16 = 8 × 1 processes × 2 accumulated" in done.stdout
     done = run_ilif([*common, *resume], 2)

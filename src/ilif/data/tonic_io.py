@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ilif.data.errors import DatasetError
-from ilif.data.events import EVENT_DTYPE
+from ilif.data.eventcore import EVENT_DTYPE
 from ilif.data.eventsets import EventFrameDataset, file_identity
 from ilif.data.frames import FrameCache
 

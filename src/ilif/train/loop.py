@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -14,15 +13,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ilif.analysis.monitor import SpikeMonitor
+from ilif.monitors import SpikeMonitor
 from ilif.train.distributed import DistContext, all_reduce_sum
 from ilif.train.loss import predict, topk_correct
 from ilif.train.precision import autocast
 
-# Debugging hook for the resumption tests: the process ends abruptly (as if killed) after this
-# many training batches.
-KILL_ENV = "ILIF_DEBUG_KILL_AFTER_BATCHES"
-_batches_run = 0
 ALONE = DistContext()  # a single process
 
 
@@ -98,8 +93,6 @@ def train_one_epoch(
     optimiser steps; batches left over at the end (fewer than ``accumulate``) are skipped.
     ``amp``: the autocast type (:mod:`ilif.train.precision`).
     """
-    global _batches_run
-    kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
     if accumulate < 1:
         raise ValueError(f"accumulate must be >= 1, got {accumulate}")
     model.train()
@@ -147,9 +140,6 @@ def train_one_epoch(
             loss_sum += loss.detach().double() * y.shape[0]
             correct += (predict(outputs.detach().float()) == y).sum()
         count += y.shape[0]
-        _batches_run += 1
-        if kill_after and _batches_run >= kill_after:
-            os._exit(86)
         if progress:
             postfix = {"loss": f"{loss_sum.item() / count:.4f}",
                        "acc": f"{100 * correct.item() / count:.1f}%"}
