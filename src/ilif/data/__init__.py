@@ -2,8 +2,8 @@
 emulator, event-to-frame integration with an on-disk cache, and augmentation.
 
 ``get_dataset(name, root, split, T, augment)`` is the entry point (``from_tonic`` wraps a tonic
-dataset the same way); ``list_datasets()`` and
-``dataset_info(name)`` describe what exists. See docs/data.md for formats and layouts.
+dataset the same way); ``list_datasets()`` and ``dataset_info(name)`` describe what exists. See
+docs/data.md for formats and layouts.
 """
 
 from ilif.data import events, frames, transforms

@@ -174,7 +174,7 @@ def _eval(args: argparse.Namespace) -> int:
                               limit_batches=args.limit_eval_batches, monitor=monitor,
                               progress=not args.quiet, desc=args.split)
     except user_errors() as err:
-        print(f"ilif eval: error: {err}", file=sys.stderr)
+        print(f"ilif eval: error: {one_line(err)}", file=sys.stderr)
         return 2
     result.update(checkpoint=str(args.checkpoint), epoch=state["epoch"], split=args.split,
                   dataset=config.dataset, model=config.model, neuron=config.neuron)
