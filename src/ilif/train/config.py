@@ -77,7 +77,8 @@ class TrainConfig:
     seed: int = _field(1234, "random seed (initialisation, data order, validation split)")
     out: str = _field("runs/train", "run directory")
     resume: str | None = _field(None, "continue the run of this checkpoint")
-    limit_train_batches: int | None = _field(None, "at most this many training batches per epoch")
+    limit_train_batches: int | None = _field(
+        None, "at most this many optimiser steps per epoch (batches when accumulate is 1)")
     limit_eval_batches: int | None = _field(None, "at most this many batches per evaluation")
     device: str = _field("auto", "auto, cpu, cuda or cuda:N")
     workers: int = _field(0, "DataLoader worker processes")
