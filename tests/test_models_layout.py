@@ -20,6 +20,8 @@ SHAPES = {
     "vgg11": (2, 32),
     "cifar-small": (3, 32),
     "digits-small": (1, 8),
+    "resnet34": (3, 32),
+    "sew-resnet34": (3, 32),
 }
 
 
@@ -142,6 +144,14 @@ def test_channels_last_is_kept_end_to_end_and_equals_nchw(name, backend):
     out_cl.square().sum().backward()
     out.square().sum().backward()
     assert rel(grads(cl.parameters()), grads(model.parameters())) <= 1e-4
+
+
+def test_channels_last_leaves_per_channel_neurons_their_channel_dimension():
+    # MPBN normalises per channel (dimension 2): it must not get the [T, N, H, W, C] view
+    model, x = tiny("cifar-small", neuron="mpbn", T=2, backend="torch")
+    cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    out_cl = cl(x.to(memory_format=torch.channels_last))
+    assert rel(out_cl, model(x)) <= 1e-5
 
 
 def test_fold_time_keeps_the_memory_format_and_copies_only_when_needed():
