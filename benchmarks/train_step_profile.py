@@ -8,7 +8,9 @@ The step, the set-ups and the precisions are those of ``benchmarks/train_step.py
 time is put in one category (convolution, batch norm, the neuron's forward and backward — the
 autograd function with what it calls itself, or the eager loop's element-wise operators —,
 layout and other copies, allocations, the residual additions, the optimiser, the loss and
-readout, the rest) and reported per step, with the 25 operators of largest self time. Results:
+readout, the rest) and reported per step, with the 25 operators of largest self time.
+``--copies`` also lists every copy of more than 1 ms with the operator or model line that made
+it (``with_stack``; slower). Results:
 ``benchmarks/results/train-step-profile-cpu.json`` and ``.md``. Discussion: docs/performance.md.
 """
 
@@ -90,8 +92,10 @@ def run(setup: str, precision: str, args: argparse.Namespace) -> dict:
             mark_forward(m)
     for _ in range(args.warmup):
         step()
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=args.copies,
+                 with_stack=args.copies) as prof:
         wall = sum(step() for _ in range(args.steps)) / args.steps
+    copies = copy_sources(prof) if args.copies else []
     events = prof.key_averages()
     per_cat: dict[str, float] = defaultdict(float)
     ops = []
@@ -105,7 +109,30 @@ def run(setup: str, precision: str, args: argparse.Namespace) -> dict:
         0.0, wall * 1e3 - sum(per_cat.values()))
     return {"setup": setup, "precision": precision, "wall_ms": wall * 1e3,
             "categories": dict(sorted(per_cat.items(), key=lambda kv: -kv[1])),
-            "top_ops": ops[:25]}
+            "top_ops": ops[:25], "copies": copies}
+
+
+COPY_OPS = ("aten::copy_", "aten::clone", "aten::contiguous", "aten::_to_copy", "aten::cat")
+
+
+def copy_sources(prof) -> list[dict]:
+    """Every outermost copy over 1 ms: its shape, time and the nearest named caller."""
+    out = []
+    for e in prof.events():
+        parent = e.cpu_parent
+        if e.name not in COPY_OPS or e.cpu_time_total < 1000:
+            continue
+        if parent is not None and parent.name in COPY_OPS + ("aten::to",):
+            continue
+        chain = []
+        while parent is not None and len(chain) < 3:
+            chain.append(parent.name)
+            parent = parent.cpu_parent
+        frames = [f for f in (e.stack or []) if "ilif" in f or "train_step" in f][:1]
+        out.append({"op": e.name, "ms": e.cpu_time_total / 1e3,
+                    "shape": list(e.input_shapes[0]) if e.input_shapes else [],
+                    "called_from": frames[0] if frames else " < ".join(chain)})
+    return out
 
 
 def markdown(results: list[dict], meta: dict) -> str:
@@ -120,6 +147,10 @@ def markdown(results: list[dict], meta: dict) -> str:
         lines += ["", "| operator | self ms | calls | category |", "|---|---:|---:|---|"]
         lines += [f"| `{o['op']}` | {o['self_ms']:.1f} | {o['calls']:.0f} | {o['category']} |"
                   for o in r["top_ops"][:15]]
+        if r["copies"]:
+            lines += ["", "| copy | shape | ms | from |", "|---|---|---:|---|"]
+            lines += [f"| `{c['op']}` | {c['shape']} | {c['ms']:.1f} | {c['called_from']} |"
+                      for c in r["copies"]]
         lines.append("")
     return "\n".join(lines)
 
@@ -132,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--copies", action="store_true", help="list the copies and their callers")
     p.add_argument("--out", default=str(RESULTS / "train-step-profile-cpu"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
