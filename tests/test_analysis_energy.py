@@ -287,3 +287,11 @@ def test_break_even_rate_against_hand_values() -> None:
     assert out["extra_pj_per_neuron_step"] == pytest.approx(9.0)
     assert out["break_even_rate"] == pytest.approx(9.0 / 36.0)
     assert out["rate_reduction"] == pytest.approx(0.05)
+
+
+def test_structural_fan_out_counts_every_neuron_once() -> None:
+    """known_rate_network with every neuron firing: the 4 first-layer neurons feed 3 outputs
+    each (12 SOPs per step), the 3 output neurons feed no synaptic layer: 12 / 7 per spike."""
+    from ilif.analysis.energy import structural_fan_out
+
+    assert structural_fan_out(known_rate_network(), torch.zeros(T, N, 4)) == pytest.approx(12 / 7)

@@ -590,3 +590,19 @@ def measure_energy(
             return meter.summary()
     finally:
         model.train(was_training)
+
+
+def structural_fan_out(model: nn.Module, x: Tensor) -> float:
+    """Synaptic operations per spike of ``model`` when every neuron fires at every step (each
+    neuron weighted equally): the fan-out of the break-even rate that does not depend on where
+    the network fires. ``x``: one input batch (its values do not matter)."""
+    from ilif.analysis.monitor import neuron_layers
+
+    handles = [n.register_forward_hook(lambda m, i, out: torch.ones_like(out))
+               for n in neuron_layers(model).values()]
+    try:
+        summary = measure_energy(model, [x])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return summary["synaptic_fan_out"]
