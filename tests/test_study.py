@@ -14,7 +14,7 @@ from ilif.study import PARTS, study_jobs, write_results_doc
 from ilif.study.__main__ import main
 from ilif.study.endpoints import ENDPOINTS, analyse, endpoint_values
 from ilif.study.load import Results, export, label, load
-from ilif.study.plan import Job, eta_seconds, finished, nmnist_tree, sgd_steps
+from ilif.study.plan import Job, eta_seconds, finished, nmnist_tree, run_jobs, sgd_steps
 from ilif.train import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,6 +63,10 @@ def test_finished_jobs_are_skipped_and_the_eta_scales_with_observed_speed(tmp_pa
     # 3,600 estimated CPU-seconds left on 2 workers; jobs so far took 1.5× their estimate
     assert eta_seconds(3600.0, 2, [(150.0, 100.0), (300.0, 200.0)]) == pytest.approx(2700.0)
     assert eta_seconds(3600.0, 1, []) == 3600.0
+    lines: list[str] = []
+    assert run_jobs([job], tmp_path, say=lines.append) == {}  # nothing started
+    assert lines[0] == "tau2 s1: finished before, skipped"
+    assert lines[1].startswith("study: 0 sweeps to run")
 
 
 def test_labels_come_from_the_neuron_registry():

@@ -184,7 +184,9 @@ class TrajectoryCallback:
         self.weights = WeightSteps(model)
         path = Path(config.out) / STEP0_FILE
         fresh = not getattr(config, "resume", None)
-        if fresh and not path.exists():
+        dist = torch.distributed
+        main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+        if fresh and main and not path.exists():
             write_json(path, step0_baseline(model, self.loader, self.step0_images))
 
     def on_after_backward(self, model: nn.Module, batch_idx: int) -> None:
