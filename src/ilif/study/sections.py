@@ -119,8 +119,8 @@ def preregistration() -> list[str]:
         f"{', '.join(map(str, PRIMARY_SEEDS))} (a seed fixes the initial weights and the data "
         "order, so the cells of one seed are paired): **SGD**, the paper's recipe, and "
         "**AdamW**, whose step does not scale with the surrogate's height 1/γ (under SGD the "
-        "first-layer gradient is about 12× larger at γ = 0.25 than at γ = 4, so γ also sets the "
-        "step size).", "",
+        "rectangle's height scales every gradient that passes a neuron, so γ also sets the step "
+        "size).", "",
         "**Analysis.** For each of the six (endpoint, arm) pairs: the mean of the per-seed "
         "values, its 95 % confidence interval (t on n − 1 degrees of freedom), and the two-sided "
         "paired t-test against 0; Holm's step-down adjustment over all six. A verdict (the "
@@ -132,8 +132,9 @@ def preregistration() -> list[str]:
         "approximation to the noncentral-t power (its exact power is slightly lower, about 0.78 "
         f"at n = 12). With n = {seeds} pairs this is {factor:.3f} · s_d, so an MDE ≤ "
         f"{MDE_TARGET:g} in firing rate needs a paired SD s_d ≤ {needed:.4f}.", "",
-        "**Sample size.** Planning SDs from the earlier exploratory runs (30 SGD steps, 5 seeds, "
-        "cells treated as uncorrelated, which overstates s_d when seeds pair them): "
+        "**Sample size.** Planning SDs from the earlier exploratory runs (the per-cell seed SDs "
+        "of LIF and ILIF at γ = 0.25 and 4 in docs/results.md at commit 82dec94: 30 SGD steps, "
+        "5 seeds; cells treated as uncorrelated, which overstates s_d when seeds pair them): "
         + ", ".join(f"{name} {sd:.4f}" for name, sd in sds.items())
         + ". At those SDs, n = "
         + ", ".join(f"{name} {_pairs(sd, alpha)}" for name, sd in sds.items())
