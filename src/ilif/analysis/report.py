@@ -29,6 +29,7 @@ TABLE_COLUMNS = (
     ("grad_norm", "grad norm", 1.0, 3),
     ("synaptic_energy_pj", "synaptic energy (nJ)", 1e-3, 1),
     ("snn_energy_pj", "+ neuron updates (nJ)", 1e-3, 1),
+    ("loihi_snn_energy_pj", "on Loihi (nJ)", 1e-3, 1),
     ("ann_energy_pj", "ANN energy (nJ)", 1e-3, 1),
 )
 
@@ -332,11 +333,14 @@ def _energy_note(sweep: dict[str, Any]) -> str:
               if c.get("state_access_pj") is not None else "no state memory traffic")
     return (
         f"Energy per inference from the measured test-set rates: {c.get('mac_pj')} pJ per MAC, "
-        f"{c.get('ac_pj')} pJ per accumulate; synaptic operations `SOP = r_in · T · FLOPs` for "
-        f"spike inputs, MACs over non-zero inputs for real-valued ones, the encoding layer "
+        f"{c.get('ac_pj')} pJ per accumulate (preset {c.get('name', '45nm')}); synaptic "
+        "operations `SOP = r_in · T · FLOPs` for spike inputs, for spikes through average "
+        "pooling the cheaper of event-driven SOPs and pool-first MACs, MACs over non-zero "
+        "inputs for real-valued ones, the encoding layer "
         f"counted {encoding}; neuron-state updates counted from each neuron's equations (a "
         f"sigmoid costs {c.get('sigmoid_macs')} MACs); {memory}. The ANN is the same network "
-        "run once with dense MACs. See docs/analysis.md.\n"
+        "run once with dense MACs. The column \"on Loihi\" prices the same counts with the "
+        "loihi preset (Davies et al. 2018). See docs/analysis.md.\n"
     )
 
 

@@ -420,9 +420,14 @@ def cost_section(results: Results, root: Path) -> list[str]:
     spent = sum(s for s in seconds if math.isfinite(s))
     out = [
         "## Cost and reproducing", "",
-        "Estimated from a timed pilot (one epoch of one cell per dataset on one CPU thread, "
-        f"{PILOT_EPOCH_CPU_S['cifar10']:g} CPU seconds per CIFAR-10 epoch; the command is in "
-        "`ilif.study.plan`, `PILOT_EPOCH_CPU_S`), plus the measurement passes:", "",
+        "Estimated from a timed pilot on one CPU thread (user + system time): "
+        "`/usr/bin/time -v ilif train --config configs/study/cifar10.yaml --epochs 1 --neuron "
+        f"ilif --width 1 --seed 1 --out runs/pilot` took {PILOT_EPOCH_CPU_S['cifar10']:g} CPU "
+        "seconds for one whole epoch (training, validation and test passes); the same on "
+        "`configs/study/digits-dvs.yaml` with `--epochs 1` and `--epochs 3` gives "
+        f"{PILOT_EPOCH_CPU_S['digits-dvs']:g} s per epoch. Added per epoch and per run: the "
+        "trajectory's validation pass, the step-0 baseline and the final analysis "
+        "(`ilif.study.plan`):", "",
         md_table(["part", "cells per seed", "seeds", "CPU-hours (estimate)"], rows), "",
         f"In all about {total:.1f} CPU-hours (budget {BUDGET_CPU_HOURS:g}), about "
         f"{total / 2:.1f} hours on 2 cores. "
