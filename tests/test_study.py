@@ -52,6 +52,9 @@ def test_plan_runs_the_primary_pairs_first_and_commands_name_config_and_seed():
     assert PARTS["tau2"].command("r", 1, data_root="/data")[-2:] == ["--data-root", "/data"]
     with pytest.raises(ValueError, match="unknown study part 'nope'"):
         study_jobs(["nope"])
+    # seeds beyond the plan's add pairs to the primary arms
+    assert [j.name for j in study_jobs(["primary-sgd", "primary-adamw"], [7, 8])] == [
+        "primary-sgd s7", "primary-adamw s7", "primary-sgd s8", "primary-adamw s8"]
 
 
 def test_finished_jobs_are_skipped_and_the_eta_scales_with_observed_speed(tmp_path):

@@ -45,7 +45,7 @@ ENDPOINTS = (
              f"f(LIF, γ = {WIDE:g}) − f(LIF, γ = {NARROW:g})",
              (("lif", WIDE), ("lif", NARROW)),
              lambda f, f0: f("lif", WIDE) - f("lif", NARROW)),
-    Endpoint("E2", "does ILIF damp the γ effect (the interaction)?",
+    Endpoint("E2", "is LIF's γ effect larger than ILIF's, the interaction?",
              f"[f(LIF, {WIDE:g}) − f(LIF, {NARROW:g})] − [f(ILIF, {WIDE:g}) − f(ILIF, "
              f"{NARROW:g})]",
              (("lif", WIDE), ("lif", NARROW), ("ilif", WIDE), ("ilif", NARROW)),

@@ -190,16 +190,19 @@ class Job:
 
 
 def study_jobs(parts: Sequence[str] | None = None, seeds: Sequence[int] | None = None) -> list[Job]:
-    """The study's sweeps in run order, restricted to ``parts`` and ``seeds`` where given."""
+    """The study's sweeps in run order, restricted to ``parts`` where given. ``seeds`` replaces
+    the parts' own seeds (seeds beyond the plan's add pairs to an endpoint)."""
     for name in parts or ():
         if name not in PARTS:
             raise ValueError(f"unknown study part {name!r}; valid parts: {', '.join(PARTS)}")
+    if seeds:
+        return [Job(part, seed) for seed in seeds for part in PARTS.values()
+                if not parts or part.name in parts]
     # every seed of every part, those of ORDER first in its order
     order = [*ORDER, *((p.name, s) for p in PARTS.values() for s in p.seeds
                        if (p.name, s) not in ORDER)]
     return [Job(PARTS[name], seed) for name, seed in order
-            if (not parts or name in parts) and (not seeds or seed in seeds)
-            and seed in PARTS[name].seeds]
+            if (not parts or name in parts) and seed in PARTS[name].seeds]
 
 
 # ------------------------------------------------------------------------------------ real data

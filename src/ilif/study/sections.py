@@ -141,7 +141,8 @@ def preregistration() -> list[str]:
         + f" pairs would be needed; the {BUDGET_CPU_HOURS:g} CPU-hour budget holds "
         f"{seeds}. The rule, fixed now: after the {seeds} seeds the observed s_d of each "
         "endpoint gives its MDE (reported below); where it exceeds "
-        f"{MDE_TARGET:g}, `python -m ilif.study --seeds 7,8,…` adds seeds in further pieces "
+        f"{MDE_TARGET:g}, `python -m ilif.study --parts primary-sgd,primary-adamw --seeds "
+        "7,8,…` adds seeds in further pieces "
         "until the required n (from the observed s_d, nothing else) is reached, and the "
         "endpoint is reported with the MDE achieved.", "",
         "**Accuracy.** From the binomial noise of the 2,000 test images alone, two accuracies "
