@@ -41,6 +41,13 @@ from ilif.study.stats import accuracy_mde, paired_mde
 # steps, 5 seeds): the per-cell seed SDs of LIF at γ = 0.25 and 4 and of ILIF at γ = 0.25 and 4.
 PLANNING_CELL_SD = {("lif", NARROW): 0.0027, ("lif", WIDE): 0.0084, ("ilif", NARROW): 0.0076,
                     ("ilif", WIDE): 0.0072}
+# Paired SDs of the pilot (one epoch = 140 SGD steps per run, seeds 1–3, LIF and ILIF at γ = 0.25
+# and 4, validation firing after the epoch), per endpoint: (SD, pairs). The command:
+#   ilif sweep --config configs/study/cifar10.yaml --epochs 1 --neurons lif,ilif \
+#       --widths 0.25,4 --seeds 1,2,3 --trajectories --out runs/pilot-sweep
+PILOT_COMMAND = ("ilif sweep --config configs/study/cifar10.yaml --epochs 1 --neurons lif,ilif "
+                 "--widths 0.25,4 --seeds 1,2,3 --trajectories --out runs/pilot-sweep")
+PILOT_PAIRED_SD: dict[str, tuple[float, int]] = {"E1": (0.02755, 3)}
 DATASET_NAMES = {"cifar10": "CIFAR-10 subset (10,000 training, 2,000 test images)",
                  "digits-dvs": "digits-dvs (event frames of the 8×8 digits)",
                  "nmnist": "N-MNIST recordings (10 training, 10 test)"}
@@ -138,8 +145,17 @@ def preregistration() -> list[str]:
         + ", ".join(f"{name} {sd:.4f}" for name, sd in sds.items())
         + ". At those SDs, n = "
         + ", ".join(f"{name} {_pairs(sd, alpha)}" for name, sd in sds.items())
-        + f" pairs would be needed; the {BUDGET_CPU_HOURS:g} CPU-hour budget holds "
-        f"{seeds}. The rule, fixed now: after the {seeds} seeds the observed s_d of each "
+        + " pairs would be needed. A pilot at one epoch per run (`" + PILOT_COMMAND + "`) "
+        "gave paired SDs "
+        + ", ".join(f"{name} {sd:.4f} ({n} pairs)" for name, (sd, n) in PILOT_PAIRED_SD.items())
+        + ", which would need n = "
+        + ", ".join(f"{name} {_pairs(sd, alpha)}" for name, (sd, _) in PILOT_PAIRED_SD.items())
+        + "; from 3 pairs after 140 SGD steps (rates still moving) that SD is very uncertain "
+        f"(with 2 degrees of freedom its 95 % interval spans {_sd_factor(0.975):.2f} to "
+        f"{_sd_factor(0.025):.1f} times the estimate). The {BUDGET_CPU_HOURS:g} CPU-hour "
+        f"budget holds {seeds} seeds of "
+        "both arms, so the MDE ≤ 0.01 is not guaranteed by this budget. The rule, fixed now: "
+        f"after the {seeds} seeds the observed s_d of each "
         "endpoint gives its MDE (reported below); where it exceeds "
         f"{MDE_TARGET:g}, `python -m ilif.study --parts primary-sgd,primary-adamw --seeds "
         "7,8,…` adds seeds in further pieces "
@@ -153,6 +169,12 @@ def preregistration() -> list[str]:
         "accuracy is reported without a verdict.", "",
     ]
     return lines
+
+
+def _sd_factor(q: float) -> float:
+    """√(2 / χ²_q(2)): the bound of an SD's interval per unit estimate at 2 degrees of freedom
+    (χ² with 2 degrees of freedom is exponential: its q quantile is −2 ln(1 − q))."""
+    return math.sqrt(2.0 / (-2.0 * math.log(1.0 - q)))
 
 
 def _pairs(sd: float, alpha: float) -> str:
