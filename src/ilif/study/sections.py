@@ -47,7 +47,10 @@ PLANNING_CELL_SD = {("lif", NARROW): 0.0027, ("lif", WIDE): 0.0084, ("ilif", NAR
 #       --widths 0.25,4 --seeds 1,2,3 --trajectories --out runs/pilot-sweep
 PILOT_COMMAND = ("ilif sweep --config configs/study/cifar10.yaml --epochs 1 --neurons lif,ilif "
                  "--widths 0.25,4 --seeds 1,2,3 --trajectories --out runs/pilot-sweep")
-PILOT_PAIRED_SD: dict[str, tuple[float, int]] = {"E1": (0.02755, 3)}
+PILOT_PAIRED_SD: dict[str, tuple[float, int]] = {"E1": (0.02755, 3), "E2": (0.02890, 3)}
+# the same pilot sweep's CPU time (user + system of the process, 12 one-epoch cells with every
+# measurement: step 0, trajectories, final analysis)
+PILOT_SWEEP_CPU_S, PILOT_SWEEP_CELLS = 1025.0, 12
 DATASET_NAMES = {"cifar10": "CIFAR-10 subset (10,000 training, 2,000 test images)",
                  "digits-dvs": "digits-dvs (event frames of the 8×8 digits)",
                  "nmnist": "N-MNIST recordings (10 training, 10 test)"}
@@ -435,6 +438,15 @@ def exploratory_sections(results: Results) -> list[str]:
 
 
 # ---------------------------------------------------------------------- cost and reproducing
+def _one_epoch_estimate() -> float:
+    """The plan's CPU-second estimate of one one-epoch CIFAR-10 cell."""
+    from ilif.study.plan import job_cpu_seconds
+
+    part = PARTS["primary-sgd"]
+    one = Part("pilot", part.config, ("lif",), (1.0,), epochs=1)
+    return job_cpu_seconds(one)
+
+
 def cost_section(results: Results, root: Path) -> list[str]:
     rows = [[f"`{name}`", str(cells), str(seeds), f"{hours:.2f}"]
             for name, cells, seeds, hours in estimate()]
@@ -450,7 +462,10 @@ def cost_section(results: Results, root: Path) -> list[str]:
         "`configs/study/digits-dvs.yaml` with `--epochs 1` and `--epochs 3` gives "
         f"{PILOT_EPOCH_CPU_S['digits-dvs']:g} s per epoch. Added per epoch and per run: the "
         "trajectory's validation pass, the step-0 baseline and the final analysis "
-        "(`ilif.study.plan`):", "",
+        "(`ilif.study.plan`). A check of the estimate: the pilot sweep of the sample-size "
+        f"paragraph ({PILOT_SWEEP_CELLS} one-epoch cells with every measurement) took "
+        f"{PILOT_SWEEP_CPU_S:,.0f} CPU seconds, {PILOT_SWEEP_CPU_S / PILOT_SWEEP_CELLS:.0f} s "
+        f"per cell, against {_one_epoch_estimate():.0f} s estimated.", "",
         md_table(["part", "cells per seed", "seeds", "CPU-hours (estimate)"], rows), "",
         f"In all about {total:.1f} CPU-hours (budget {BUDGET_CPU_HOURS:g}), about "
         f"{total / 2:.1f} hours on 2 cores. "
