@@ -1,9 +1,9 @@
 """The measurements riding on a training run, as a ``run_training`` callback.
 
 During training: per-layer and per-time-step gradient norms at the neuron inputs
-(:class:`~ilif.analysis.gradients.GradientMonitor`), added to every epoch's metrics
+(:class:`~ilif.monitors.GradientMonitor`), added to every epoch's metrics
 (``grad_norm``, ``layer_grad_norm``, ``layer_grad_norm_per_step``). The training loop's own
-:class:`~ilif.analysis.monitor.SpikeMonitor` already adds the training firing and gradient-open
+:class:`~ilif.monitors.SpikeMonitor` already adds the training firing and gradient-open
 rates.
 
 At the end: one evaluation pass of the selected checkpoint (``checkpoint_best.pt``, whose test
@@ -22,18 +22,12 @@ import torch
 from torch import Tensor, nn
 
 from ilif.analysis.energy import ENERGY_PRESETS, EnergyConstants, EnergyMeter
-from ilif.analysis.gradients import GradientMonitor
-from ilif.analysis.monitor import SpikeMonitor, neuron_layers
 from ilif.analysis.trajectory import copy_model
+from ilif.monitors import GradientMonitor, SpikeMonitor, neuron_layers
 from ilif.neurons.base import reset_net
 
 RASTER_FILE = "raster.json"
 RASTER_NEURONS = 200  # neurons of the raster (the first ones of the layer)
-
-
-def _is_main_process() -> bool:
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def raster_layer(model: nn.Module) -> str:
@@ -78,7 +72,9 @@ class AnalysisCallback:
         if self.gradients is not None:
             self.gradients.close()
             self.gradients = None
-        if not _is_main_process():
+        from ilif.train.distributed import is_rank_zero
+
+        if not is_rank_zero():
             return
         history = self._history(summary)
         last = history[-1] if history else {}

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ilif.analysis.monitor import SpikeMonitor
+from ilif.monitors import SpikeMonitor
 from ilif.neurons.base import reset_net
 
 STEP0_FILE = "step0.json"
@@ -39,7 +39,7 @@ def copy_model(model: nn.Module) -> nn.Module:
     the original must not see the copy's passes)."""
     import copy
 
-    from ilif.analysis.monitor import neuron_layers
+    from ilif.monitors import neuron_layers
 
     neurons = list(neuron_layers(model).values())
     callbacks = [n.stats_callback for n in neurons]
@@ -184,9 +184,9 @@ class TrajectoryCallback:
         self.weights = WeightSteps(model)
         path = Path(config.out) / STEP0_FILE
         fresh = not getattr(config, "resume", None)
-        dist = torch.distributed
-        main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-        if fresh and main and not path.exists():
+        from ilif.train.distributed import is_rank_zero
+
+        if fresh and is_rank_zero() and not path.exists():
             write_json(path, step0_baseline(model, self.loader, self.step0_images))
 
     def on_after_backward(self, model: nn.Module, batch_idx: int) -> None:

@@ -40,14 +40,9 @@ SPIKE_KEYS = ("firing_rate", "open_rate", "overactive_share", "layer_firing_rate
 def label(neuron: str) -> str:
     """The display name of a neuron of the registry (``ilif+detach-reset`` → ``ILIF+detach-reset``);
     an unknown name is an error listing the registered ones."""
-    try:
-        from ilif.neurons import neuron_names  # type: ignore[attr-defined]
+    from ilif.neurons import neuron_names
 
-        names = list(neuron_names())
-    except ImportError:
-        from ilif.neurons import NEURON_VARIANTS
-
-        names = list(NEURON_VARIANTS)
+    names = list(neuron_names())
     base, _, variant = neuron.partition("+")
     if base not in names:
         raise ValueError(f"unknown neuron {base!r}; registered neurons: {', '.join(names)}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import typing
 from pathlib import Path
@@ -18,11 +17,35 @@ from ilif.train.config import TrainConfig
 _USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types a command reports as one line (bad input the user can fix)."""
     from ilif.train.checkpoint import CheckpointError
     from ilif.train.loop import NonFiniteLossError
 
     return (*_USER_ERRORS, CheckpointError, NonFiniteLossError)
+
+
+def add_import_flag(parser: argparse.ArgumentParser) -> None:
+    """``--import MODULE`` (repeatable): modules imported first, e.g. one registering a neuron."""
+    parser.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        help="import this module (dotted name or .py file) first, e.g. one that registers a "
+        "neuron with @ilif.register_neuron; repeatable",
+    )
+
+
+def import_requested(args: argparse.Namespace) -> None:
+    """Import the modules of ``--import`` (their neurons are then available by name)."""
+    from ilif.neurons import import_modules
+
+    import_modules(getattr(args, "imports", []) or [])
+
+
+def _neuron_help(default: str) -> str:
+    from ilif.neurons import neuron_names
+
+    return (f"neuron: {', '.join(neuron_names())}, or one registered by an --import module "
+            f"(default: {default})")
 
 
 def _flag(name: str) -> str:
@@ -36,13 +59,15 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         default = f.default if f.default is not dataclasses.MISSING else "{}"
         help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        if f.name == "neuron":
+            help_text = _neuron_help(default)
         if f.name == "neuron_kwargs":
             parser.add_argument(
                 "--neuron-kwarg", dest="neuron_kwargs", action="append", metavar="KEY=VALUE",
                 default=argparse.SUPPRESS,
                 help="an extra neuron argument (repeatable), e.g. --neuron-kwarg ciu_gain=0.05",
             )
-        elif hints[f.name] is bool or f.name == "augment":
+        elif hints[f.name] is bool or set(typing.get_args(hints[f.name])) == {bool, type(None)}:
             action = "store_true" if f.name == "quiet" else argparse.BooleanOptionalAction
             parser.add_argument(_flag(f.name), action=action, default=argparse.SUPPRESS,
                                 help=help_text)
@@ -85,20 +110,30 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values, source="flags")
 
 
-def _train(args: argparse.Namespace) -> int:
+def one_line(err: BaseException) -> str:
+    """The message of ``err``; for an error re-raised from a DataLoader worker (whose message
+    embeds the worker's traceback) the original error's own message, the last line."""
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1].strip()
+    name, sep, message = last.partition(": ")
+    return message if sep and name.split(".")[-1] == type(err).__name__ else last
+
+
+def train_command(args: argparse.Namespace, callbacks: tuple[Any, ...] = ()) -> int:
+    """``ilif train``: the run of the parsed ``args`` (``callbacks`` as in ``run_training``)."""
+    from ilif.train.distributed import is_rank_zero, log
     from ilif.train.runner import run_training
 
     try:
-        if args.debug_kill_after_batches:
-            from ilif.train.loop import KILL_ENV
-
-            os.environ[KILL_ENV] = str(args.debug_kill_after_batches)
+        import_requested(args)
         config = resolve_config(args)
-        summary = run_training(config)
-    except _user_errors() as err:
-        print(f"ilif train: error: {err}", file=sys.stderr)
+        summary = run_training(config, callbacks)
+    except user_errors() as err:
+        log(f"ilif train: error: {one_line(err)}", every_rank=True, file=sys.stderr)
         return 2
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_rank_zero():
         best = summary["test_accuracy_at_best"]
         peak = summary["paper_protocol_max_test_accuracy"]
         if best is not None:
@@ -112,8 +147,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ilif.analysis.monitor import SpikeMonitor
     from ilif.files import write_json
+    from ilif.monitors import SpikeMonitor
     from ilif.train.checkpoint import load_checkpoint
     from ilif.train.data import build_data, eval_loader
     from ilif.train.distributed import DistContext, resolve_device
@@ -121,6 +156,7 @@ def _eval(args: argparse.Namespace) -> int:
     from ilif.train.loss import SpikingLoss
 
     try:
+        import_requested(args)
         device = resolve_device(args.device)
         model, config, state = load_checkpoint(args.checkpoint, device)
         changes = {"dataset": args.dataset, "data_root": args.data_root}
@@ -137,8 +173,8 @@ def _eval(args: argparse.Namespace) -> int:
             result = evaluate(model, loader, device, loss_fn=loss_fn,
                               limit_batches=args.limit_eval_batches, monitor=monitor,
                               progress=not args.quiet, desc=args.split)
-    except _user_errors() as err:
-        print(f"ilif eval: error: {err}", file=sys.stderr)
+    except user_errors() as err:
+        print(f"ilif eval: error: {one_line(err)}", file=sys.stderr)
         return 2
     result.update(checkpoint=str(args.checkpoint), epoch=state["epoch"], split=args.split,
                   dataset=config.dataset, model=config.model, neuron=config.neuron)
@@ -161,9 +197,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "to --out. Multi-process: torchrun --nproc_per_node=N -m ilif train ...",
     )
     train.add_argument("--config", help="YAML file of TrainConfig keys")
+    add_import_flag(train)
     add_config_flags(train)
-    train.add_argument("--debug-kill-after-batches", type=int, default=0, help=argparse.SUPPRESS)
-    train.set_defaults(func=_train)
+    train.set_defaults(func=train_command)
 
     evaluate = subparsers.add_parser(
         "eval", help="evaluate a checkpoint",
@@ -180,4 +216,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--workers", type=int, default=0)
     evaluate.add_argument("--out", help="JSON file for the result (default: beside the checkpoint)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_import_flag(evaluate)
     evaluate.set_defaults(func=_eval)

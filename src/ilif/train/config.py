@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from ilif.neurons.base import DEFAULT_TAU
+
 
 def _field(default: Any, help: str) -> Any:
     """A dataclass field with its help text (shown by ``ilif train --help``)."""
@@ -40,10 +42,10 @@ class TrainConfig:
     train_size: int | None = _field(None, "keep this many (seeded) training samples")
     # model and neuron
     model: str = _field("digits-small", "model name (see `ilif.models.list_models()`)")
-    neuron: str = _field("ilif", "neuron: lif, ilif, ilif-mpiu, ilif-ciu, clif, plif, alif")
+    neuron: str = _field("ilif", "neuron: a registered name (`ilif.neurons.neuron_names()`)")
     surrogate: str = _field("rectangle", "surrogate: rectangle, triangle, sigmoid, atan")
     width: float = _field(1.0, "surrogate width γ")
-    tau: float = _field(1.1, "membrane time constant τ")
+    tau: float = _field(DEFAULT_TAU, "membrane time constant τ")
     neuron_kwargs: dict[str, Any] = _field(dict, "extra neuron arguments, e.g. {ciu_gain: 0.05}")
     backend: str = _field("auto", "neuron engine: auto, torch, cpu, triton")
     dropout: float = _field(0.0, "dropout probability (vgg11 and the small convnets)")
@@ -60,15 +62,28 @@ class TrainConfig:
     loss_target_value: float = _field(1.0, "the constant MSE target")
     label_smoothing: float = _field(0.0, "label smoothing of the cross-entropy")
     grad_clip: float | None = _field(None, "clip the gradient norm to this value")
-    amp: bool = _field(True, "mixed precision (float16) on CUDA; ignored on the CPU")
+    amp: bool | None = _field(
+        None, "mixed precision: on (--amp: bfloat16 on the CPU, float16 + gradient scaling on "
+        "CUDA unless amp_dtype says bf16), off (--no-amp); unset: on for CUDA, off on the CPU")
+    amp_dtype: str = _field("auto", "autocast type: auto (CUDA fp16, CPU bf16), fp16 or bf16")
+    compile: bool = _field(False, "torch.compile the model for training")
+    compile_backend: str = _field("inductor", "torch.compile backend (inductor, aot_eager, ...)")
+    accumulate: int = _field(1, "batches per optimiser step (gradient accumulation)")
+    global_batch: int | None = _field(
+        None, "samples per optimiser step over all processes; sets accumulate = global_batch / "
+        "(batch_size · processes), so a run keeps it on any number of processes")
+    sync_bn: bool = _field(False, "SyncBatchNorm across processes (CUDA, several processes)")
     # run
     seed: int = _field(1234, "random seed (initialisation, data order, validation split)")
     out: str = _field("runs/train", "run directory")
     resume: str | None = _field(None, "continue the run of this checkpoint")
-    limit_train_batches: int | None = _field(None, "at most this many training batches per epoch")
+    limit_train_batches: int | None = _field(
+        None, "at most this many optimiser steps per epoch (batches when accumulate is 1)")
     limit_eval_batches: int | None = _field(None, "at most this many batches per evaluation")
     device: str = _field("auto", "auto, cpu, cuda or cuda:N")
     workers: int = _field(0, "DataLoader worker processes")
+    image_size: int | None = _field(
+        None, "imagenet: crop side (default 224; evaluation resizes to ⌊side·256/224⌋ first)")
     quiet: bool = _field(False, "no progress bars (one line per epoch)")
 
     def __post_init__(self) -> None:
@@ -89,8 +104,12 @@ class TrainConfig:
                 raise ConfigError(
                     f"{key} must be one of {', '.join(options)}, got {key}={getattr(self, key)!r}"
                 )
+        choices["amp_dtype"] = ("auto", "fp16", "bf16")
+        if self.amp_dtype not in choices["amp_dtype"]:
+            raise ConfigError(f"amp_dtype must be one of auto, fp16, bf16, got "
+                              f"amp_dtype={self.amp_dtype!r}")
         positive = ("epochs", "batch_size", "T", "limit_train_batches", "limit_eval_batches",
-                    "train_size")
+                    "train_size", "accumulate", "global_batch", "image_size")
         for key in positive:
             value = getattr(self, key)
             if value is not None and value < 1:
