@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ilif.kernels import FusedForm, fused_multi_step
 from ilif.surrogate import Rectangle, Surrogate, get_surrogate
 
 STEP_MODES = ("s", "m")
@@ -67,7 +68,8 @@ class Neuron(nn.Module):
     ``"cpu"`` / ``"triton"`` (fused kernels), or ``"auto"`` (a fused kernel where one exists for
     the neuron, device and dtype, else the eager loop).
 
-    Subclasses give ``state_type`` (a NamedTuple of tensors), ``params()`` and ``step_fn``.
+    Subclasses give ``state_type`` (a NamedTuple of tensors), ``params()`` and ``step_fn``, and,
+    where a fused kernel can run them, :meth:`fused_form`.
     """
 
     state_type: type[NamedTuple]  # type: ignore[valid-type]
@@ -113,6 +115,16 @@ class Neuron(nn.Module):
     def params(self) -> NamedTuple:
         """The typed parameters of :attr:`step_fn`."""
         raise NotImplementedError
+
+    def fused_form(self) -> FusedForm | None:
+        """How the fused kernels run this neuron (:class:`ilif.kernels.FusedForm`: kernel family,
+        flags, parameters, state layout), or None: the eager loop runs it (the default)."""
+        return None
+
+    def _surrogate_code(self) -> int | None:
+        """The surrogate's kernel code (0-3), or None for a surrogate without one."""
+        code = getattr(self.surrogate, "code", -1)
+        return code if isinstance(code, int) and 0 <= code < 4 else None
 
     @property
     def decay(self) -> float | Tensor:
@@ -178,16 +190,27 @@ class Neuron(nn.Module):
         return s
 
     def multi_step(self, x_seq: Tensor) -> Tensor:
+        zero_state = self.state is None  # known without looking at the values
         state = self._state_for(x_seq.shape[1:], x_seq[0])
         want_stats = self.stats_callback is not None
         backend = self.backend
         if backend != "torch":
-            from ilif.kernels import fused_multi_step
-
-            result = fused_multi_step(self, x_seq, state, want_stats, backend)
+            form = self.fused_form()
+            if form is None and backend != "auto":
+                raise ValueError(
+                    f"backend={backend!r} cannot run this call: {type(self).__name__} has no "
+                    "fused kernel (fused_form() is None: LIF, ILIF and CLIF with a fixed leak "
+                    "have one); use backend='auto' or 'torch'"
+                )
+            result = None
+            if form is not None:
+                result = fused_multi_step(form, x_seq, state, zero_state, want_stats, backend)
             if result is not None:
-                spikes, self.state, stats = result
+                spikes, final, sums = result
+                self.state = self.state_type(*final)
                 if want_stats:
+                    stats = NeuronStats(spikes=sums[0], open=sums[1], surrogate_sum=sums[2],
+                                        neurons=x_seq[0].numel())
                     self.stats_callback(self, stats, spikes)  # type: ignore[misc]
                 return spikes
         spikes, self.state, h_seq = self.multi_step_torch(x_seq, state, keep_h=want_stats)

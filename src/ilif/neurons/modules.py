@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ilif.kernels import FusedForm
 from ilif.neurons import functional as F
 from ilif.neurons.base import Neuron, check_tau, check_unit
 
@@ -27,6 +28,13 @@ class LIF(Neuron):
 
     def params(self) -> F.LIFParams:
         return F.LIFParams(self.decay, self.v_threshold, self.detach_reset)
+
+    def fused_form(self) -> FusedForm | None:
+        code = self._surrogate_code()
+        if type(self).step_fn is not F.lif_step or code is None:
+            return None
+        return FusedForm.ilif(self.decay, self.v_threshold, code, self.surrogate.width,
+                              detach_reset=self.detach_reset, state_size=1)
 
 
 class ILIF(Neuron):
@@ -87,6 +95,16 @@ class ILIF(Neuron):
             "detach_inhibition": self.detach_inhibition,
         }
 
+    def fused_form(self) -> FusedForm | None:
+        code = self._surrogate_code()
+        if type(self).step_fn is not F.ilif_step or code is None:
+            return None
+        return FusedForm.ilif(
+            self.decay, self.v_threshold, code, self.surrogate.width, ciu_gain=self.ciu_gain,
+            mpiu_gain=self.mpiu_gain, ciu=self.ciu, mpiu=self.mpiu,
+            detach_reset=self.detach_reset, detach_inhibition=self.detach_inhibition,
+        )
+
 
 class CLIF(Neuron):
     """Complementary LIF (Huang et al., ICML 2024)::
@@ -104,6 +122,13 @@ class CLIF(Neuron):
 
     def params(self) -> F.CLIFParams:
         return F.CLIFParams(self.decay, self.tau, self.v_threshold, self.detach_reset)
+
+    def fused_form(self) -> FusedForm | None:
+        code = self._surrogate_code()
+        if type(self).step_fn is not F.clif_step or code is None:
+            return None
+        return FusedForm.clif(self.decay, self.tau, self.v_threshold, code, self.surrogate.width,
+                              detach_reset=self.detach_reset)
 
 
 class PLIF(Neuron):
