@@ -136,6 +136,22 @@ class Neuron(nn.Module):
         """Forget the state: the next call starts from zero, as before the first step."""
         self.state = None
 
+    def detach_state(self) -> None:
+        """Keep the state's values but cut its autograd graph: the next call continues from
+        them, and no gradient flows back into the calls before (truncated BPTT). The state a
+        call leaves otherwise keeps that call's graph until :meth:`reset`, so that gradients
+        flow across calls as through one long sequence."""
+        if self.state is not None:
+            self.state = type(self.state)(*(t.detach() for t in self.state))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """For ``copy.deepcopy`` and pickling, at any time (also between a forward and its
+        backward): the copy gets the state's values without their autograd graph."""
+        state = dict(super().__getstate__())
+        if state.get("state") is not None:
+            state["state"] = type(state["state"])(*(t.detach() for t in state["state"]))
+        return state
+
     def initial_state(self, like: Tensor) -> NamedTuple:
         """The all-zero state for one step of the shape, dtype and device of ``like``.
 
