@@ -76,6 +76,7 @@ QUICK_SIZES = [(4, (2, 8, 8, 8)), (6, (2, 4, 8, 8))]
 MAIN_SIZE = (6, (32, 64, 16, 16))
 FWD_BYTES, FWD_BWD_BYTES = 8, 20  # per neuron-step in float32 (see the module docstring)
 BASELINE = "spikingjelly LIFNode"
+PEER_TAU = 2.0  # every layer timed at the peers' usual τ = 2 (λ = β = 0.5), ours included
 
 
 @dataclass
@@ -93,6 +94,8 @@ class Candidate:
 
 
 def _ours(cls, backend: str, **kw: Any) -> Candidate:
+    kw = {"tau": PEER_TAU, **kw}
+
     def make():
         return cls(backend=backend, **kw)
 
@@ -105,7 +108,7 @@ def _ours(cls, backend: str, **kw: Any) -> Candidate:
 
 def _compiled_ilif() -> Candidate:
     def make():
-        layer = ILIF(backend="torch")
+        layer = ILIF(tau=PEER_TAU, backend="torch")
         loop = torch.compile(layer.multi_step_torch, dynamic=False)
         return layer, loop
 
@@ -125,7 +128,7 @@ def _spikingjelly(device: str) -> Candidate:
 
     def make():
         return sj_neuron.LIFNode(
-            tau=2.0, decay_input=False, v_reset=None, v_threshold=1.0, step_mode="m"
+            tau=PEER_TAU, decay_input=False, v_reset=None, v_threshold=1.0, step_mode="m"
         )
 
     def run(layer, x):
@@ -142,7 +145,7 @@ def _snntorch() -> Candidate:
         return _skipped("snntorch Leaky", "python loop", f"snntorch does not import: {exc}")
 
     def make():
-        return snntorch.Leaky(beta=0.5, threshold=1.0, reset_mechanism="subtract")
+        return snntorch.Leaky(beta=1.0 - 1.0 / PEER_TAU, threshold=1.0, reset_mechanism="subtract")
 
     def run(layer, x):
         mem = torch.zeros_like(x[0])

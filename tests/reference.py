@@ -1,8 +1,8 @@
-"""Float64 reference neurons written straight from SPEC.md §2–3, independent of ``ilif.neurons``.
+"""Float64 reference neurons written straight from docs/neurons.md, independent of ``ilif.neurons``.
 
 Every neuron is a plain Python loop over time on tensors. The spike is an autograd function of
 its own: forward ``Θ(h)`` with ``Θ(0) = 1``, backward ``g(h)`` with the width-γ surrogate
-derivatives of SPEC §3, so input gradients can be compared with the library's.
+derivatives of docs/neurons.md, so input gradients can be compared with the library's.
 
 ``reference_config(neuron)`` reads a neuron module's public attributes (duck typing, no import of
 ``ilif``) and ``run_reference(config, x_seq)`` runs the reference on ``[T, *]`` inputs;
@@ -22,7 +22,7 @@ from torch import Tensor
 
 # ------------------------------------------------------------------------------- surrogates
 def surrogate_derivative(shape: str, h: Tensor, width: float) -> Tensor:
-    """g(h) of SPEC §3: unit area, peak 1/γ.
+    """g(h) of docs/neurons.md: unit area, peak 1/γ.
 
     rectangle: 1/γ on |h| < γ/2 ; triangle: (γ − |h|)/γ² on |h| < γ ;
     sigmoid: d/dh σ(4h/γ) ; atan: d/dh [arctan(πh/γ)/π + 1/2].
@@ -75,14 +75,14 @@ def spike(h: Tensor, shape: str, width: float) -> Tensor:
 
 
 def clamp_min0(i: Tensor) -> Tensor:
-    """max(I, 0) with derivative 1 at I = 0 (SPEC §2: as torch.clamp, not relu)."""
+    """max(I, 0) with derivative 1 at I = 0 (docs/neurons.md: as torch.clamp, not relu)."""
     return torch.where(i >= 0, i, torch.zeros_like(i))
 
 
 # ------------------------------------------------------------------------------ the neurons
 @dataclass(frozen=True)
 class ReferenceConfig:
-    """Everything SPEC §2 needs to run one neuron kind."""
+    """Everything the equations need to run one neuron kind."""
 
     kind: str  # lif, ilif, clif, alif, plif
     tau: float = 2.0

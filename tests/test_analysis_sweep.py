@@ -88,7 +88,7 @@ def test_presets_are_the_grids_of_the_issue() -> None:
     assert width.neurons == ["lif", "ilif"] and width.widths == [0.25, 0.5, 1.0, 2.0, 4.0]
     assert make_grid(base, "ablation").neurons == ["lif", "ilif-mpiu", "ilif-ciu", "ilif"]
     assert make_grid(base, "surrogate").surrogates == ["rectangle", "triangle", "sigmoid", "atan"]
-    assert make_grid(base, "neurons").neurons == ["lif", "plif", "alif", "clif", "ilif"]
+    assert make_grid(base, "neurons").neurons == ["lif", "ilif", "clif", "plif", "alif", "mpbn"]
     paths = make_grid(base, "gradient-paths").cells()
     assert [c.neuron_kwargs() for c in paths] == [
         {}, {"detach_reset": True}, {"detach_inhibition": True}]

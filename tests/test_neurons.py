@@ -1,4 +1,5 @@
-"""The neurons of SPEC §2 against hand-computed values, the float64 reference and SpikingJelly."""
+"""The neurons of docs/neurons.md against hand-computed values, the float64 reference and
+SpikingJelly."""
 
 from __future__ import annotations
 

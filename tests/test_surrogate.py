@@ -1,4 +1,5 @@
-"""Surrogate gradients (SPEC §3): Heaviside forward, unit-area peak-1/γ derivatives, backward."""
+"""Surrogate gradients (docs/neurons.md): Heaviside forward, unit-area peak-1/γ derivatives,
+backward."""
 
 from __future__ import annotations
 

@@ -81,7 +81,8 @@ def test_cosine_schedule_follows_torch_and_is_rebuilt_for_a_new_total():
 
 # -------------------------------------------------------------------------------------- config
 def test_config_files_hold_the_papers_settings():
-    # SPEC §4 table: dataset -> (model, T, batch, lr, weight decay, epochs, dropout, target)
+    # the paper's setting (docs/training.md):
+    # dataset -> (model, T, batch, lr, weight decay, epochs, dropout, target)
     table = {
         "cifar10-resnet18": ("cifar10", "resnet18", 6, 128, 0.1, 5e-5, 200, 0.0, "constant"),
         "cifar100-resnet18": ("cifar100", "resnet18", 6, 128, 0.1, 5e-4, 200, 0.0, "constant"),

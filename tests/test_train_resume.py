@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ilif.train.loop import KILL_ENV
+KILLED_TRAIN = Path(__file__).with_name("killed_train.py")  # `ilif train` killed after N batches
 
 ARGS = ["train", "--dataset", "digits", "--model", "digits-small", "--neuron", "ilif", "--T", "2",
         "--epochs", "3", "--batch-size", "16", "--limit-train-batches", "4",
@@ -18,10 +18,12 @@ ARGS = ["train", "--dataset", "digits", "--model", "digits-small", "--neuron", "
 TIMES = ("epoch_time_s", "wall_time_s")
 
 
-def ilif(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ilif", *args], capture_output=True, text=True,
-                          env=full_env, timeout=300)
+def ilif(*args: str, kill_after: int = 0) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = ([str(KILLED_TRAIN), str(kill_after), *args[1:]] if kill_after
+               else ["-m", "ilif", *args])
+    return subprocess.run([sys.executable, *command], capture_output=True, text=True, env=env,
+                          timeout=300)
 
 
 def metrics(run: Path) -> list[dict]:
@@ -35,8 +37,8 @@ def test_resume_after_a_kill_mid_epoch_reproduces_the_uninterrupted_run(tmp_path
     assert done.returncode == 0, done.stderr
 
     # killed abruptly in the middle of epoch 2 (after 6 of its 4 + 4 + 4 batches)
-    killed = ilif(*ARGS, "--out", str(broken), env={KILL_ENV: "6"})
-    assert killed.returncode != 0
+    killed = ilif(*ARGS, "--out", str(broken), kill_after=6)
+    assert killed.returncode == 86, killed.stderr
     state = torch.load(broken / "checkpoint_last.pt", weights_only=True)
     assert state["epoch"] == 1 and not (broken / "summary.json").exists()
     assert [row["epoch"] for row in metrics(broken)] == [1]

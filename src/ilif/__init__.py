@@ -6,16 +6,18 @@ from ilif.neurons import (
     CLIF,
     ILIF,
     LIF,
+    MPBN,
     PLIF,
     Neuron,
     NeuronStats,
     create_neuron,
+    neuron_names,
+    register_neuron,
     reset_net,
 )
-
-__version__ = "0.1.0"
+from ilif.version import __version__
 
 __all__ = [
-    "surrogate", "Neuron", "NeuronStats", "LIF", "ILIF", "CLIF", "PLIF", "ALIF",
-    "create_neuron", "reset_net", "__version__",
+    "surrogate", "Neuron", "NeuronStats", "LIF", "ILIF", "CLIF", "PLIF", "ALIF", "MPBN",
+    "create_neuron", "register_neuron", "neuron_names", "reset_net", "__version__",
 ]

@@ -18,7 +18,7 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ilif import __version__
+    from ilif.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="ilif", description="Train, measure and compare spiking networks with ILIF."

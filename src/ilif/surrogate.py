@@ -1,4 +1,4 @@
-"""Surrogate gradients parametrised by their width γ (SPEC §3).
+"""Surrogate gradients parametrised by their width γ (docs/neurons.md).
 
 The forward pass of every surrogate is the exact Heaviside step ``S = Θ(h)`` with ``Θ(0) = 1``.
 The backward pass replaces ``dΘ/dh`` by a derivative ``g(h)`` of unit area and peak ``1/γ``:
@@ -70,7 +70,7 @@ class Surrogate:
         raise NotImplementedError
 
     def is_open(self, h: Tensor) -> Tensor:
-        """Gradient-open mask ``|h| < γ/2`` (SPEC §3), the same for every shape."""
+        """Gradient-open mask ``|h| < γ/2`` (docs/neurons.md), the same for every shape."""
         return h.abs() < 0.5 * self.width
 
     def __call__(self, h: Tensor) -> Tensor:

@@ -1,9 +1,9 @@
 """The measurements riding on a training run, as a ``run_training`` callback.
 
 During training: per-layer and per-time-step gradient norms at the neuron inputs
-(:class:`~ilif.analysis.gradients.GradientMonitor`), added to every epoch's metrics
+(:class:`~ilif.monitors.GradientMonitor`), added to every epoch's metrics
 (``grad_norm``, ``layer_grad_norm``, ``layer_grad_norm_per_step``). The training loop's own
-:class:`~ilif.analysis.monitor.SpikeMonitor` already adds the training firing and gradient-open
+:class:`~ilif.monitors.SpikeMonitor` already adds the training firing and gradient-open
 rates.
 
 At the end: one evaluation pass of the selected checkpoint (``checkpoint_best.pt``, whose test
@@ -23,8 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ilif.analysis.energy import EnergyConstants, EnergyMeter
-from ilif.analysis.gradients import GradientMonitor
-from ilif.analysis.monitor import SpikeMonitor, neuron_layers
+from ilif.monitors import GradientMonitor, SpikeMonitor, neuron_layers
 from ilif.neurons.base import reset_net
 
 RASTER_FILE = "raster.json"

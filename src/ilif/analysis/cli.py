@@ -13,7 +13,7 @@ def _add_energy_flags(parser: argparse.ArgumentParser) -> None:
     from ilif.analysis.energy import EnergyConstants
 
     default = EnergyConstants()
-    group = parser.add_argument_group("energy model (SPEC §6)")
+    group = parser.add_argument_group("energy model (docs/neurons.md)")
     group.add_argument("--mac-pj", type=float, default=default.mac_pj,
                        help=f"energy of a MAC (pJ, default {default.mac_pj})")
     group.add_argument("--ac-pj", type=float, default=default.ac_pj,
@@ -33,9 +33,10 @@ def _constants(args: argparse.Namespace) -> EnergyConstants:
 
 def _sweep(args: argparse.Namespace) -> int:
     from ilif.analysis.sweep import failed, make_grid, parse_list, run_sweep
-    from ilif.train.cli import _user_errors, resolve_config
+    from ilif.train.cli import import_requested, resolve_config, user_errors
 
     try:
+        import_requested(args)
         base = resolve_config(args)
         variants = parse_list(args.variants, name="--variants")
         if variants:
@@ -45,7 +46,7 @@ def _sweep(args: argparse.Namespace) -> int:
                          parse_list(args.widths, float, "--widths"),
                          parse_list(args.seeds, int, "--seeds"), variants)
         grid.cells()  # checks the variants
-    except _user_errors() as err:
+    except user_errors() as err:
         print(f"ilif sweep: error: {err}", file=sys.stderr)
         return 2
     rows = run_sweep(base, grid, args.out, _constants(args), args.analysis_batches)
@@ -96,7 +97,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``sweep``, ``report`` and ``demo`` to the ``ilif`` command line."""
-    from ilif.train.cli import add_config_flags
+    from ilif.train.cli import add_config_flags, add_import_flag
 
     sweep = subparsers.add_parser(
         "sweep", help="train a grid of neurons × surrogates × widths × seeds (resumable)",
@@ -110,10 +111,12 @@ def register(subparsers: Any) -> None:
     add_config_flags(sweep.add_argument_group("training (every `ilif train` setting)"))
     sweep.add_argument("--out", required=True, help="sweep directory (cells go to OUT/cells/)")
     sweep.add_argument("--config", help="a training YAML config for every cell")
+    add_import_flag(sweep)
     sweep.add_argument("--preset", choices=["width", "ablation", "surrogate", "neurons",
                                             "gradient-paths"],
                        help="a predefined grid (the axes given below replace its own)")
-    sweep.add_argument("--neurons", help="comma-separated neuron names, e.g. lif,ilif")
+    sweep.add_argument("--neurons", help="comma-separated neuron names, e.g. lif,ilif (any "
+                       "registered name)")
     sweep.add_argument("--surrogates", help="comma-separated surrogates, e.g. rectangle,atan")
     sweep.add_argument("--widths", help="comma-separated surrogate widths γ, e.g. 0.5,1,2")
     sweep.add_argument("--seeds", help="comma-separated seeds, e.g. 1,2,3")

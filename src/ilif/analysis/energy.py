@@ -8,19 +8,21 @@ for any model built from them (no per-model table). Per inference (one sample, T
   are not counted). The ANN is the same network run once: ``E_ANN = Σ_l FLOPs_l · E_MAC``.
 - A layer whose input is **binary** (every value 0 or 1, read from the actual input tensor) is fed
   by spikes: ``SOP_l = r_in · T · FLOPs_l`` accumulates, ``r_in`` the measured share of non-zero
-  inputs (SPEC §6).
+  inputs (docs/neurons.md, "Energy").
 - A layer whose input is **real-valued** (the encoding layer, inputs after average pooling) costs
   ``r_in · T · FLOPs_l`` multiply-accumulates (MACs over its non-zero inputs, every step). With
   ``encoding_once=True`` the encoding layer (the first layer a sample enters) is counted once
   instead of T times, as for a repeated static image.
-- Neuron-state updates per neuron per step, counted from each neuron's equations (see
-  :func:`neuron_ops`): multiplies as MACs, adds and compares as accumulates, a sigmoid as
-  ``sigmoid_macs`` MACs; operations gated by a spike (``S·θ``, ``S·σ(M)`` …) happen only when the
-  neuron fires, so they are weighted by its measured firing rate.
+- Neuron-state updates per neuron per step, counted from each neuron's equations and stated by
+  its class (:meth:`ilif.neurons.Neuron.operation_counts`): multiplies as MACs, adds and
+  compares as accumulates, a sigmoid as ``sigmoid_macs`` MACs; operations gated by a spike
+  (``S·θ``, ``S·σ(M)`` …) happen only when the neuron fires, so they are weighted by its
+  measured firing rate.
 - Optionally, state memory traffic: every state value is read and written once per neuron per step,
   at ``state_access_pj`` each (off by default).
 
-``E_SNN = MACs · E_MAC + ACs · E_AC`` with the 45 nm constants of SPEC §6 (4.6 pJ, 0.9 pJ).
+``E_SNN = MACs · E_MAC + ACs · E_AC`` with the 45 nm constants (4.6 pJ, 0.9 pJ); the model is
+described in docs/neurons.md, "Energy".
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ilif.analysis.monitor import neuron_layers
+from ilif.monitors import neuron_layers
 from ilif.neurons.base import Neuron, reset_net
+from ilif.neurons.ops import NeuronOps
 
 SYNAPTIC_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -69,74 +72,14 @@ class EnergyConstants:
             )
 
 
-@dataclass(frozen=True)
-class NeuronOps:
-    """Operations of one neuron for one step: ``dense_*`` every step, ``spike_*`` per spike."""
-
-    dense_mac: float
-    dense_ac: float
-    dense_sigmoid: float = 0.0
-    spike_mac: float = 0.0
-    spike_ac: float = 0.0
-    spike_sigmoid: float = 0.0
-    state_values: int = 1
-
-    def per_step(self, rate: float) -> tuple[float, float, float]:
-        """(MACs, ACs, sigmoids) per neuron per step at firing rate ``rate``."""
-        return (
-            self.dense_mac + rate * self.spike_mac,
-            self.dense_ac + rate * self.spike_ac,
-            self.dense_sigmoid + rate * self.spike_sigmoid,
-        )
-
-
 def neuron_ops(neuron: Neuron) -> NeuronOps:
-    """The per-step operation count of ``neuron``, from its equations (SPEC §2).
-
-    LIF / PLIF: ``λ·v + x`` 1 MAC; ``H ≥ θ`` 1 compare; per spike ``− θ`` 1 AC; state v.
-    ILIF, per unit switched on::
-
-        base (as LIF)        1 MAC (λ·v + x), 1 compare; per spike 1 AC (U = H − θ)
-        CIU  I = k·(I + x·S)  1 MAC (k·…); per (previous) spike 1 AC (I + x_{t−1})
-             H −= max(I, 0)   1 compare (clamp), 1 AC (subtract)
-        MPIU M = κ·(M + S·U)  per spike 1 AC (M + U); 1 MAC when κ ≠ 1
-             v = U − S·σ(M)   per spike 1 sigmoid, 1 AC
-        state values: v, plus I, x_{t−1}, S_{t−1} (CIU), plus M (MPIU): ILIF keeps 5
-
-    CLIF: ``λ·v + x`` 1 MAC, ``H/τ`` 1 MAC, ``σ(H/τ)`` 1 sigmoid, ``C·σ`` 1 MAC, 1 compare; per
-    spike ``C + S``, ``− θ``, ``− σ(C)`` 3 ACs and 1 sigmoid; state v, C.
-    ALIF: ``ρ·a`` 1 MAC, ``θ₀ + β·a`` 1 MAC, ``λ·v + x`` 1 MAC, 1 compare; per (previous) spike
-    ``+ (1 − ρ)`` 1 AC, per spike ``− θ_t`` 1 AC; state v, a, S_{t−1}.
-    """
-    kind = neuron.kind
-    if kind in ("lif", "plif"):
-        return NeuronOps(dense_mac=1, dense_ac=1, spike_ac=1, state_values=1)
-    if kind == "ilif":
-        mac, ac, spike_ac, spike_sigmoid, values = 1.0, 1.0, 1.0, 0.0, 1
-        if getattr(neuron, "ciu", True):
-            mac += 1
-            ac += 2
-            spike_ac += 1
-            values += 3
-        if getattr(neuron, "mpiu", True):
-            mac += 0.0 if float(getattr(neuron, "mpiu_gain", 1.0)) == 1.0 else 1.0
-            spike_ac += 2
-            spike_sigmoid += 1
-            values += 1
-        return NeuronOps(
-            dense_mac=mac, dense_ac=ac, spike_ac=spike_ac, spike_sigmoid=spike_sigmoid,
-            state_values=values,
-        )
-    if kind == "clif":
-        return NeuronOps(
-            dense_mac=3, dense_ac=1, dense_sigmoid=1, spike_ac=3, spike_sigmoid=1, state_values=2
-        )
-    if kind == "alif":
-        return NeuronOps(dense_mac=3, dense_ac=1, spike_ac=2, state_values=3)
-    raise ValueError(
-        f"no operation count for neuron kind {kind!r} ({type(neuron).__name__}); "
-        "known kinds: lif, plif, ilif, clif, alif"
-    )
+    """The per-step operation count of ``neuron``: the class states it from its equations
+    (:meth:`ilif.neurons.Neuron.operation_counts`; the counts of every neuron are tabled in
+    docs/neurons.md, "Energy")."""
+    try:
+        return neuron.operation_counts()
+    except NotImplementedError as err:
+        raise ValueError(f"EnergyMeter: {err}") from None
 
 
 def dense_macs(layer: nn.Module, output: Tensor) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 from ilif.analysis.callback import AnalysisCallback
 from ilif.analysis.energy import EnergyConstants
 from ilif.files import write_text
+from ilif.neurons import neuron_names
 
 SWEEP_FILE = "sweep.json"
 RESULTS_CSV, RESULTS_JSON = "results.csv", "results.json"
@@ -35,7 +36,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "detach-inhibition": {"detach_inhibition": True},
 }
 
-PRESETS: dict[str, dict[str, list[Any]]] = {
+PRESETS: dict[str, dict[str, list[Any] | Callable[[], list[Any]]]] = {
     # LIF vs ILIF over the surrogate width γ
     "width": {"neurons": ["lif", "ilif"], "widths": [0.25, 0.5, 1.0, 2.0, 4.0]},
     # LIF, LIF+MPIU, LIF+CIU, ILIF at one γ
@@ -44,8 +45,8 @@ PRESETS: dict[str, dict[str, list[Any]]] = {
     "surrogate": {
         "neurons": ["lif", "ilif"], "surrogates": ["rectangle", "triangle", "sigmoid", "atan"],
     },
-    # the comparators
-    "neurons": {"neurons": ["lif", "plif", "alif", "clif", "ilif"]},
+    # the comparators: every registered neuron (variants aside), plug-ins included
+    "neurons": {"neurons": lambda: neuron_names(variants=False)},
     # ILIF with its reset path, or its inhibitory paths, cut from the gradient
     "gradient-paths": {"neurons": ["ilif"], "variants": ["", "detach-reset", "detach-inhibition"]},
 }
@@ -97,10 +98,9 @@ class Grid:
 
     def cells(self) -> list[Cell]:
         """Every combination; unknown names are an error listing the valid ones."""
-        from ilif.neurons import NEURON_VARIANTS
         from ilif.surrogate import SURROGATES
 
-        for label, names, valid in (("neuron", self.neurons, NEURON_VARIANTS),
+        for label, names, valid in (("neuron", self.neurons, neuron_names()),
                                     ("surrogate", self.surrogates, SURROGATES)):
             for name in names:
                 if name not in valid:
@@ -136,7 +136,7 @@ def make_grid(
     if preset is not None:
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-        values.update({k: list(v) for k, v in PRESETS[preset].items()})
+        values.update({k: list(v() if callable(v) else v) for k, v in PRESETS[preset].items()})
     given = {"neurons": neurons, "surrogates": surrogates, "widths": widths, "seeds": seeds,
              "variants": variants}
     values.update({k: list(v) for k, v in given.items() if v})

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ilif.data.errors import DatasetError
-from ilif.data.events import check_inside_sensor, check_writable, make_events, read_file_bytes
+from ilif.data.eventcore import check_inside_sensor, check_writable, make_events, read_file_bytes
 from ilif.files import atomic_write
 
 AEDAT4_MAGIC = b"#!AER-DAT4.0\r\n"

@@ -20,9 +20,9 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ilif.data import events as ev
+from ilif.data.catalog import DATASETS
 from ilif.data.errors import DatasetError, DatasetNotFoundError
 from ilif.data.frames import CACHE_FORMAT, RESIZE_MODES, SPLIT_BY, FrameCache, integrate
-from ilif.data.registry import DATASETS
 from ilif.data.transforms import Compose, RandomCrop, RandomHorizontalFlip
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
 from ilif.models.base import SpikingModel
-from ilif.models.layers import SpikingConv, TimeDistributed
-from ilif.neurons import Neuron
+from ilif.models.layers import MakeNeuron, SpikingConv, TimeDistributed
 
 # Layer lists: an int is a ``conv3x3 → BN → neuron (→ dropout)`` with that many channels,
 # "P" a 2×2 average pooling.
@@ -23,7 +22,7 @@ class SpikingConvNet(SpikingModel):
     def __init__(
         self,
         layers: Sequence[int | str],
-        make_neuron: Callable[[], Neuron],
+        make_neuron: MakeNeuron,
         num_classes: int,
         in_channels: int,
         T: int,
@@ -50,7 +49,7 @@ class SpikingConvNet(SpikingModel):
 
 
 def vgg11(make_neuron, num_classes, in_channels, T, dropout=0.0) -> SpikingConvNet:
-    """Spiking VGG-11-BN (SPEC §4): conv → BN → neuron → dropout, avg pooling, 7×7 adaptive
+    """Spiking VGG-11-BN (docs/training.md): conv → BN → neuron → dropout, avg pooling, 7×7 adaptive
     pool, linear."""
     return SpikingConvNet(VGG11, make_neuron, num_classes, in_channels, T, 7, dropout)
 

@@ -14,20 +14,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ilif.neurons import NEURON_VARIANTS, Neuron, create_neuron
+from ilif.neurons import Neuron, create_neuron, neuron_class
 from ilif.surrogate import SURROGATES
 
 # Constructor arguments a model sets itself and a caller may not pass through ``neuron_kwargs``.
-_RESERVED_NEURON_ARGS = ("step_mode",)
+_RESERVED_NEURON_ARGS = ("step_mode", "channels")
+
+# make_neuron(channels): one neuron layer; ``channels`` is the channel count C of its input
+# [T, N, C, *], used by neurons that keep per-channel parameters (MPBN), ignored by the others.
+MakeNeuron = Callable[..., Neuron]
 
 
 def accepted_neuron_args(name: str) -> list[str]:
     """The keyword arguments the neuron ``name`` accepts (its constructor's and the base's)."""
-    if name not in NEURON_VARIANTS:
-        raise ValueError(
-            f"unknown neuron {name!r}; valid names: {', '.join(NEURON_VARIANTS)}"
-        )
-    cls, _ = NEURON_VARIANTS[name]
+    cls = neuron_class(name)
     names: list[str] = []
     for klass in (cls, Neuron):
         for param in inspect.signature(klass.__init__).parameters.values():
@@ -44,8 +44,10 @@ def neuron_factory(
     width: float = 1.0,
     backend: str = "auto",
     **neuron_kwargs: Any,
-) -> Callable[[], Neuron]:
-    """A zero-argument callable making one multi-step neuron layer of the given kind and settings.
+) -> MakeNeuron:
+    """A callable ``make(channels=None)`` making one multi-step neuron layer of the given kind
+    and settings; a model passes the channel count of the layer's input, which reaches the
+    neurons whose constructor takes ``channels`` (MPBN).
 
     The arguments are checked once, here: an argument the neuron does not take is an error naming
     it and listing those it takes.
@@ -68,8 +70,11 @@ def neuron_factory(
         tau=tau, surrogate=str(surrogate).lower(), width=width, backend=backend, step_mode="m",
         **neuron_kwargs,
     )
+    takes_channels = "channels" in accepted
 
-    def make() -> Neuron:
+    def make(channels: int | None = None) -> Neuron:
+        if takes_channels and channels is not None:
+            return create_neuron(key, channels=channels, **settings)
         return create_neuron(key, **settings)
 
     make()  # fail here, on bad values (τ < 1, an unknown backend), not deep inside a model
@@ -118,7 +123,7 @@ class SpikingConv(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        make_neuron: Callable[[], Neuron],
+        make_neuron: MakeNeuron,
         dropout: float = 0.0,
         bias: bool = False,
     ) -> None:
@@ -129,7 +134,7 @@ class SpikingConv(nn.Module):
                 nn.BatchNorm2d(out_channels),
             )
         )
-        self.neuron = make_neuron()
+        self.neuron = make_neuron(out_channels)
         self.dropout = TemporalDropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x_seq: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ from ilif.models.base import SpikingModel
 from ilif.models.convnet import cifar_small, digits_small, vgg11
 from ilif.models.layers import neuron_factory
 from ilif.models.resnet import resnet18, resnet19
+from ilif.neurons.base import DEFAULT_TAU
 
 MODELS: dict[str, Callable[..., SpikingModel]] = {
     "resnet18": resnet18,
@@ -33,14 +34,14 @@ def create_model(
     T: int = 4,
     surrogate: str = "rectangle",
     width: float = 1.0,
-    tau: float = 1.1,
+    tau: float = DEFAULT_TAU,
     backend: str = "auto",
     dropout: float | None = None,
     **neuron_kwargs: Any,
 ) -> SpikingModel:
-    """A spiking model by name, with every neuron of kind ``neuron`` (any name of
-    :func:`ilif.create_neuron`), surrogate ``surrogate`` of width ``width`` (γ), time constant
-    ``tau`` (the paper's 1.1 by default) and ``T`` steps for static input.
+    """A spiking model by name, with every neuron of kind ``neuron`` (any registered name,
+    :func:`ilif.neurons.neuron_names`), surrogate ``surrogate`` of width ``width`` (γ), time
+    constant ``tau`` (the paper's 1.1 by default) and ``T`` steps for static input.
 
     ``dropout`` (VGG-11 and the small convnets) is the per-layer dropout probability;
     ``neuron_kwargs`` go to every neuron (e.g. ``ciu_gain=0.05`` for ILIF).

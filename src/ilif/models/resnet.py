@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import Tensor, nn
 
 from ilif.models.base import SpikingModel
-from ilif.models.layers import TimeDistributed
-from ilif.neurons import Neuron
-
-MakeNeuron = Callable[[], Neuron]
+from ilif.models.layers import MakeNeuron, TimeDistributed
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
@@ -18,7 +13,7 @@ def _conv3x3(cin: int, cout: int, stride: int = 1, bias: bool = True) -> nn.Conv
 
 
 class PreActBlock(nn.Module):
-    """Pre-activation basic block (SPEC §4)::
+    """Pre-activation basic block (docs/training.md)::
 
     a = neuron(BN(x)) ;  y = conv(neuron(BN(conv(a)))) + shortcut
     shortcut = x, or a 1×1 conv of ``a`` where the stride or the channel count changes.
@@ -27,10 +22,10 @@ class PreActBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, make_neuron: MakeNeuron) -> None:
         super().__init__()
         self.bn1 = TimeDistributed(nn.BatchNorm2d(cin))
-        self.neuron1 = make_neuron()
+        self.neuron1 = make_neuron(cin)
         self.conv1 = TimeDistributed(_conv3x3(cin, cout, stride))
         self.bn2 = TimeDistributed(nn.BatchNorm2d(cout))
-        self.neuron2 = make_neuron()
+        self.neuron2 = make_neuron(cout)
         self.conv2 = TimeDistributed(_conv3x3(cout, cout))
         self.shortcut = (
             TimeDistributed(nn.Conv2d(cin, cout, 1, stride=stride, bias=True))
@@ -45,7 +40,7 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet18(SpikingModel):
-    """Pre-activation spiking ResNet-18 (SPEC §4): 3×3 64-channel stem conv, blocks
+    """Pre-activation spiking ResNet-18 (docs/training.md): 3×3 64-channel stem conv, blocks
     [2, 2, 2, 2] of 64-128-256-512 channels, head BN → neuron → global avg-pool → linear."""
 
     def __init__(self, make_neuron: MakeNeuron, num_classes: int, in_channels: int, T: int) -> None:
@@ -58,7 +53,7 @@ class PreActResNet18(SpikingModel):
                 cin = cout
         self.blocks = nn.Sequential(*blocks)
         self.head_bn = TimeDistributed(nn.BatchNorm2d(cin))
-        self.head_neuron = make_neuron()
+        self.head_neuron = make_neuron(cin)
         self.classifier = TimeDistributed(
             nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
         )
@@ -79,7 +74,7 @@ class BasicBlock(nn.Module):
         self.conv_bn1 = TimeDistributed(
             nn.Sequential(_conv3x3(cin, cout, stride, bias=False), nn.BatchNorm2d(cout))
         )
-        self.neuron1 = make_neuron()
+        self.neuron1 = make_neuron(cout)
         self.conv_bn2 = TimeDistributed(
             nn.Sequential(_conv3x3(cout, cout, bias=False), nn.BatchNorm2d(cout))
         )
@@ -92,7 +87,7 @@ class BasicBlock(nn.Module):
             if stride != 1 or cin != cout
             else nn.Identity()
         )
-        self.neuron2 = make_neuron()
+        self.neuron2 = make_neuron(cout)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.conv_bn2(self.neuron1(self.conv_bn1(x)))
@@ -108,7 +103,7 @@ class ResNet19(SpikingModel):
         self.stem = TimeDistributed(
             nn.Sequential(_conv3x3(in_channels, 128, bias=False), nn.BatchNorm2d(128))
         )
-        self.stem_neuron = make_neuron()
+        self.stem_neuron = make_neuron(128)
         blocks, cin = [], 128
         for cout, stride, count in ((128, 1, 3), (256, 2, 3), (512, 2, 2)):
             for i in range(count):
@@ -118,7 +113,7 @@ class ResNet19(SpikingModel):
         self.hidden = TimeDistributed(
             nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 256))
         )
-        self.hidden_neuron = make_neuron()
+        self.hidden_neuron = make_neuron(256)
         self.classifier = TimeDistributed(nn.Linear(256, num_classes))
 
     def forward_sequence(self, x_seq: Tensor) -> Tensor:

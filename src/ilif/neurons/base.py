@@ -5,15 +5,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from ilif.kernels import FusedForm, fused_multi_step
+from ilif.neurons.ops import NeuronOps
 from ilif.surrogate import Rectangle, Surrogate, get_surrogate
 
 STEP_MODES = ("s", "m")
+DEFAULT_TAU = 1.1  # the paper's τ, for every neuron and factory (docs/neurons.md)
 BACKENDS = ("auto", "torch", "cpu", "triton")
 
 
@@ -68,17 +70,31 @@ class Neuron(nn.Module):
     ``"cpu"`` / ``"triton"`` (fused kernels), or ``"auto"`` (a fused kernel where one exists for
     the neuron, device and dtype, else the eager loop).
 
-    Subclasses give ``state_type`` (a NamedTuple of tensors), ``params()`` and ``step_fn``, and,
-    where a fused kernel can run them, :meth:`fused_form`.
+    Subclasses give ``state_type`` (a NamedTuple of tensors), ``params()``, ``step_fn`` and
+    ``operations`` (their per-step operation counts, or an :meth:`operation_counts` override),
+    where a fused kernel can run them :meth:`fused_form`, and are registered by name with
+    :func:`ilif.register_neuron` (docs/neurons.md).
     """
 
     state_type: type[NamedTuple]  # type: ignore[valid-type]
     step_fn: Callable[..., Any]
-    kind: str = ""
+    kind: str = ""  # set by @register_neuron from the registered name
+    operations: ClassVar[NeuronOps | None] = None
+
+    def operation_counts(self) -> NeuronOps:
+        """Operations per neuron per step, from the neuron's equations (docs/neurons.md,
+        "Energy"); the energy meter asks each neuron layer for them."""
+        if self.operations is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} states no operation counts for the energy model: give "
+                "the class `operations = NeuronOps(...)` (ilif.neurons.NeuronOps) or override "
+                "operation_counts(); see docs/neurons.md, 'Energy'"
+            )
+        return self.operations
 
     def __init__(
         self,
-        tau: float = 2.0,
+        tau: float = DEFAULT_TAU,
         v_threshold: float = 1.0,
         surrogate: Surrogate | str | None = None,
         step_mode: str = "m",
@@ -101,6 +117,11 @@ class Neuron(nn.Module):
         elif not isinstance(surrogate, Surrogate):
             raise TypeError(
                 f"surrogate must be an ilif.surrogate.Surrogate or a name, got {surrogate!r}"
+            )
+        elif width is not None:
+            raise ValueError(
+                f"width={width!r} was given with the surrogate instance {surrogate!r}, which has "
+                "its own width; pass surrogate=<name> with width=, or the instance alone"
             )
         self.tau = tau
         self.v_threshold = v_threshold

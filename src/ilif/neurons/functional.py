@@ -1,10 +1,10 @@
 """Pure functional neuron steps: ``step(x, state, params, spike_fn) -> (S, state, h)``.
 
-One step of every neuron of SPEC §2, with the threshold crossing ``h = H − θ`` returned beside the
-spikes (monitors read it; ``spike_fn(h) = Θ(h)`` forward, surrogate backward). States are typed
-named tuples of tensors, all zero before the first step; parameters are typed named tuples of
-floats (or tensors, for learnable ones). The modules in :mod:`ilif.neurons.modules` wrap these,
-and the eager path, the tests and the kernels' references all call them.
+One step of every neuron of docs/neurons.md, with the threshold crossing ``h = H − θ`` returned
+beside the spikes (monitors read it; ``spike_fn(h) = Θ(h)`` forward, surrogate backward). States
+are typed named tuples of tensors, all zero before the first step; parameters are typed named
+tuples of floats (or tensors, for learnable ones). The modules in :mod:`ilif.neurons.modules`
+wrap these, and the eager path, the tests and the kernels' references all call them.
 """
 
 from __future__ import annotations

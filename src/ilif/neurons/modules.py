@@ -1,4 +1,8 @@
-"""The neurons as modules: thin wrappers of :mod:`ilif.neurons.functional` (equations there)."""
+"""The neurons as modules: thin wrappers of :mod:`ilif.neurons.functional`.
+
+Equations, operation counts and conventions: docs/neurons.md. Each class is registered by name
+with :func:`ilif.register_neuron` (variants with preset arguments stacked on it).
+"""
 
 from __future__ import annotations
 
@@ -10,20 +14,24 @@ from torch import Tensor, nn
 
 from ilif.kernels import FusedForm
 from ilif.neurons import functional as F
-from ilif.neurons.base import Neuron, check_tau, check_unit
+from ilif.neurons.base import DEFAULT_TAU, Neuron, check_tau, check_unit
+from ilif.neurons.ops import NeuronOps
+from ilif.neurons.registry import create_neuron, register_neuron, registry_view
 
 
+@register_neuron("lif")
 class LIF(Neuron):
     """Leaky integrate-and-fire, soft reset, inputs not divided by τ::
 
     H_t = λ·v_{t−1} + x_t ;  S_t = Θ(H_t − θ) ;  v_t = H_t − S_t·θ ;  λ = 1 − 1/τ
     """
 
-    kind = "lif"
     state_type = F.LIFState
     step_fn = F.lif_step
+    # λ·v + x: 1 MAC; H ≥ θ: 1 compare; per spike − θ: 1 AC; state v
+    operations = NeuronOps(dense_mac=1, dense_ac=1, spike_ac=1, state_values=1)
 
-    def __init__(self, tau: float = 2.0, v_threshold: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, tau: float = DEFAULT_TAU, v_threshold: float = 1.0, **kwargs: Any) -> None:
         super().__init__(tau=check_tau(tau), v_threshold=v_threshold, **kwargs)
 
     def params(self) -> F.LIFParams:
@@ -37,6 +45,9 @@ class LIF(Neuron):
                               detach_reset=self.detach_reset, state_size=1)
 
 
+@register_neuron("ilif-ciu", mpiu=False)
+@register_neuron("ilif-mpiu", ciu=False)
+@register_neuron("ilif")
 class ILIF(Neuron):
     """Temporal inhibitory LIF (arXiv 2505.10371), the authors' reference semantics::
 
@@ -51,13 +62,25 @@ class ILIF(Neuron):
     ``detach_inhibition=True`` cuts the gradient through max(I, 0) and σ(M).
     """
 
-    kind = "ilif"
     state_type = F.ILIFState
     step_fn = F.ilif_step
 
+    def operation_counts(self) -> NeuronOps:
+        """LIF's counts plus, with the CIU, 1 MAC (k·…), 2 ACs (clamp, subtract), 1 AC per
+        previous spike and 3 state values; with the MPIU, 2 ACs and 1 sigmoid per spike, 1 MAC
+        when κ ≠ 1, and 1 state value (docs/neurons.md, "Energy")."""
+        mac, ac, spike_ac, spike_sigmoid, values = 1.0, 1.0, 1.0, 0.0, 1
+        if self.ciu:
+            mac, ac, spike_ac, values = mac + 1, ac + 2, spike_ac + 1, values + 3
+        if self.mpiu:
+            mac += 0.0 if self.mpiu_gain == 1.0 else 1.0
+            spike_ac, spike_sigmoid, values = spike_ac + 2, spike_sigmoid + 1, values + 1
+        return NeuronOps(dense_mac=mac, dense_ac=ac, spike_ac=spike_ac,
+                         spike_sigmoid=spike_sigmoid, state_values=values)
+
     def __init__(
         self,
-        tau: float = 2.0,
+        tau: float = DEFAULT_TAU,
         v_threshold: float = 1.0,
         ciu_gain: float = 0.03,
         mpiu_gain: float = 1.0,
@@ -106,6 +129,7 @@ class ILIF(Neuron):
         )
 
 
+@register_neuron("clif")
 class CLIF(Neuron):
     """Complementary LIF (Huang et al., ICML 2024)::
 
@@ -113,11 +137,14 @@ class CLIF(Neuron):
     C_t = C'_t + S_t ;  v_t = H_t − S_t·θ − S_t·σ(C_t)
     """
 
-    kind = "clif"
     state_type = F.CLIFState
     step_fn = F.clif_step
+    # λ·v + x, H/τ, C·σ: 3 MACs; σ(H/τ): 1 sigmoid; 1 compare; per spike C + S, − θ, − σ(C):
+    # 3 ACs and 1 sigmoid; state v, C
+    operations = NeuronOps(dense_mac=3, dense_ac=1, dense_sigmoid=1, spike_ac=3,
+                           spike_sigmoid=1, state_values=2)
 
-    def __init__(self, tau: float = 2.0, v_threshold: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, tau: float = DEFAULT_TAU, v_threshold: float = 1.0, **kwargs: Any) -> None:
         super().__init__(tau=check_tau(tau), v_threshold=v_threshold, **kwargs)
 
     def params(self) -> F.CLIFParams:
@@ -131,6 +158,7 @@ class CLIF(Neuron):
                               detach_reset=self.detach_reset)
 
 
+@register_neuron("plif")
 class PLIF(Neuron):
     """Parametric LIF (Fang et al., 2021): LIF with a learnable leak::
 
@@ -138,11 +166,11 @@ class PLIF(Neuron):
     H_t = λ·v_{t−1} + x_t ;  S_t = Θ(H_t − θ) ;  v_t = H_t − S_t·θ
     """
 
-    kind = "plif"
     state_type = F.LIFState
     step_fn = F.lif_step
+    operations = LIF.operations  # LIF's equations with a learnt λ
 
-    def __init__(self, tau: float = 2.0, v_threshold: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, tau: float = DEFAULT_TAU, v_threshold: float = 1.0, **kwargs: Any) -> None:
         tau = check_tau(tau, strict=True)
         super().__init__(tau=tau, v_threshold=v_threshold, **kwargs)
         self.w = nn.Parameter(torch.tensor(-math.log(tau - 1.0)))
@@ -155,6 +183,7 @@ class PLIF(Neuron):
         return F.LIFParams(self.decay, self.v_threshold, self.detach_reset)
 
 
+@register_neuron("alif")
 class ALIF(Neuron):
     """Adaptive-threshold LIF (Bellec et al., 2018)::
 
@@ -162,13 +191,15 @@ class ALIF(Neuron):
     H_t = λ·v_{t−1} + x_t ;  S_t = Θ(H_t − θ_t) ;  v_t = H_t − S_t·θ_t
     """
 
-    kind = "alif"
     state_type = F.ALIFState
     step_fn = F.alif_step
+    # ρ·a, θ₀ + β·a, λ·v + x: 3 MACs; 1 compare; per previous spike + (1 − ρ): 1 AC, per spike
+    # − θ_t: 1 AC; state v, a, S_{t−1}
+    operations = NeuronOps(dense_mac=3, dense_ac=1, spike_ac=2, state_values=3)
 
     def __init__(
         self,
-        tau: float = 2.0,
+        tau: float = DEFAULT_TAU,
         v_threshold: float = 1.0,
         tau_adapt: float = 4.0,
         beta: float = 1.0,
@@ -193,28 +224,7 @@ class ALIF(Neuron):
         return {**super().hyperparameters(), "tau_adapt": self.tau_adapt, "beta": self.beta}
 
 
-NEURONS: dict[str, type[Neuron]] = {
-    cls.kind: cls for cls in (LIF, ILIF, CLIF, PLIF, ALIF)
-}
-# Named variants: the ILIF ablations.
-NEURON_VARIANTS: dict[str, tuple[type[Neuron], dict[str, Any]]] = {
-    "lif": (LIF, {}),
-    "ilif": (ILIF, {}),
-    "ilif-mpiu": (ILIF, {"ciu": False}),
-    "ilif-ciu": (ILIF, {"mpiu": False}),
-    "clif": (CLIF, {}),
-    "plif": (PLIF, {}),
-    "alif": (ALIF, {}),
-}
+# Read-only views of the registry, kept for code written against the old tables.
+NEURON_VARIANTS = registry_view()
 
-
-def create_neuron(name: str, **kwargs: Any) -> Neuron:
-    """A neuron by name (``lif``, ``ilif``, ``ilif-mpiu`` = LIF+MPIU, ``ilif-ciu`` = LIF+CIU,
-    ``clif``, ``plif``, ``alif``); keyword arguments go to its constructor."""
-    key = str(name).lower()
-    if key not in NEURON_VARIANTS:
-        raise ValueError(
-            f"unknown neuron {name!r}; valid names: {', '.join(NEURON_VARIANTS)}"
-        )
-    cls, preset = NEURON_VARIANTS[key]
-    return cls(**{**preset, **kwargs})
+__all__ = ["LIF", "ILIF", "CLIF", "PLIF", "ALIF", "NEURON_VARIANTS", "create_neuron"]

@@ -18,11 +18,35 @@ from ilif.train.config import TrainConfig
 _USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types a command reports as one line (bad input the user can fix)."""
     from ilif.train.checkpoint import CheckpointError
     from ilif.train.loop import NonFiniteLossError
 
     return (*_USER_ERRORS, CheckpointError, NonFiniteLossError)
+
+
+def add_import_flag(parser: argparse.ArgumentParser) -> None:
+    """``--import MODULE`` (repeatable): modules imported first, e.g. one registering a neuron."""
+    parser.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        help="import this module (dotted name or .py file) first, e.g. one that registers a "
+        "neuron with @ilif.register_neuron; repeatable",
+    )
+
+
+def import_requested(args: argparse.Namespace) -> None:
+    """Import the modules of ``--import`` (their neurons are then available by name)."""
+    from ilif.neurons import import_modules
+
+    import_modules(getattr(args, "imports", []) or [])
+
+
+def _neuron_help(default: str) -> str:
+    from ilif.neurons import neuron_names
+
+    return (f"neuron: {', '.join(neuron_names())}, or one registered by an --import module "
+            f"(default: {default})")
 
 
 def _flag(name: str) -> str:
@@ -36,6 +60,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         default = f.default if f.default is not dataclasses.MISSING else "{}"
         help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        if f.name == "neuron":
+            help_text = _neuron_help(default)
         if f.name == "neuron_kwargs":
             parser.add_argument(
                 "--neuron-kwarg", dest="neuron_kwargs", action="append", metavar="KEY=VALUE",
@@ -85,17 +111,15 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values, source="flags")
 
 
-def _train(args: argparse.Namespace) -> int:
+def train_command(args: argparse.Namespace, callbacks: tuple[Any, ...] = ()) -> int:
+    """``ilif train``: the run of the parsed ``args`` (``callbacks`` as in ``run_training``)."""
     from ilif.train.runner import run_training
 
     try:
-        if args.debug_kill_after_batches:
-            from ilif.train.loop import KILL_ENV
-
-            os.environ[KILL_ENV] = str(args.debug_kill_after_batches)
+        import_requested(args)
         config = resolve_config(args)
-        summary = run_training(config)
-    except _user_errors() as err:
+        summary = run_training(config, callbacks)
+    except user_errors() as err:
         print(f"ilif train: error: {err}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
@@ -112,8 +136,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ilif.analysis.monitor import SpikeMonitor
     from ilif.files import write_json
+    from ilif.monitors import SpikeMonitor
     from ilif.train.checkpoint import load_checkpoint
     from ilif.train.data import build_data, eval_loader
     from ilif.train.distributed import DistContext, resolve_device
@@ -121,6 +145,7 @@ def _eval(args: argparse.Namespace) -> int:
     from ilif.train.loss import SpikingLoss
 
     try:
+        import_requested(args)
         device = resolve_device(args.device)
         model, config, state = load_checkpoint(args.checkpoint, device)
         changes = {"dataset": args.dataset, "data_root": args.data_root}
@@ -137,7 +162,7 @@ def _eval(args: argparse.Namespace) -> int:
             result = evaluate(model, loader, device, loss_fn=loss_fn,
                               limit_batches=args.limit_eval_batches, monitor=monitor,
                               progress=not args.quiet, desc=args.split)
-    except _user_errors() as err:
+    except user_errors() as err:
         print(f"ilif eval: error: {err}", file=sys.stderr)
         return 2
     result.update(checkpoint=str(args.checkpoint), epoch=state["epoch"], split=args.split,
@@ -161,9 +186,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "to --out. Multi-process: torchrun --nproc_per_node=N -m ilif train ...",
     )
     train.add_argument("--config", help="YAML file of TrainConfig keys")
+    add_import_flag(train)
     add_config_flags(train)
-    train.add_argument("--debug-kill-after-batches", type=int, default=0, help=argparse.SUPPRESS)
-    train.set_defaults(func=_train)
+    train.set_defaults(func=train_command)
 
     evaluate = subparsers.add_parser(
         "eval", help="evaluate a checkpoint",
@@ -180,4 +205,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--workers", type=int, default=0)
     evaluate.add_argument("--out", help="JSON file for the result (default: beside the checkpoint)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_import_flag(evaluate)
     evaluate.set_defaults(func=_eval)

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from ilif.neurons.base import DEFAULT_TAU
+
 
 def _field(default: Any, help: str) -> Any:
     """A dataclass field with its help text (shown by ``ilif train --help``)."""
@@ -40,10 +42,10 @@ class TrainConfig:
     train_size: int | None = _field(None, "keep this many (seeded) training samples")
     # model and neuron
     model: str = _field("digits-small", "model name (see `ilif.models.list_models()`)")
-    neuron: str = _field("ilif", "neuron: lif, ilif, ilif-mpiu, ilif-ciu, clif, plif, alif")
+    neuron: str = _field("ilif", "neuron: a registered name (`ilif.neurons.neuron_names()`)")
     surrogate: str = _field("rectangle", "surrogate: rectangle, triangle, sigmoid, atan")
     width: float = _field(1.0, "surrogate width γ")
-    tau: float = _field(1.1, "membrane time constant τ")
+    tau: float = _field(DEFAULT_TAU, "membrane time constant τ")
     neuron_kwargs: dict[str, Any] = _field(dict, "extra neuron arguments, e.g. {ciu_gain: 0.05}")
     backend: str = _field("auto", "neuron engine: auto, torch, cpu, triton")
     dropout: float = _field(0.0, "dropout probability (vgg11 and the small convnets)")

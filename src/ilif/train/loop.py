@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -14,14 +13,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ilif.analysis.monitor import SpikeMonitor
+from ilif.monitors import SpikeMonitor
 from ilif.train.distributed import DistContext, all_reduce_sum
 from ilif.train.loss import predict
 
-# Debugging hook for the resumption tests: the process ends abruptly (as if killed) after this
-# many training batches.
-KILL_ENV = "ILIF_DEBUG_KILL_AFTER_BATCHES"
-_batches_run = 0
 ALONE = DistContext()  # a single process
 
 
@@ -94,8 +89,6 @@ def train_one_epoch(
 ) -> dict[str, Any]:
     """One pass over ``loader`` (at most ``limit_batches`` batches); returns the epoch's
     ``train_loss``, ``train_accuracy`` (over all processes) and the monitor's spike rates."""
-    global _batches_run
-    kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
     model.train()
     if monitor is not None:
         monitor.reset()
@@ -132,9 +125,6 @@ def train_one_epoch(
             loss_sum += loss.detach().double() * y.shape[0]
             correct += (predict(outputs.detach()) == y).sum()
         count += y.shape[0]
-        _batches_run += 1
-        if kill_after and _batches_run >= kill_after:
-            os._exit(86)
         if progress:
             postfix = {"loss": f"{loss_sum.item() / count:.4f}",
                        "acc": f"{100 * correct.item() / count:.1f}%"}

@@ -1,4 +1,4 @@
-"""The paper's loss (SPEC §4, TET style) and the prediction rule."""
+"""The paper's loss (TET style, docs/training.md) and the prediction rule."""
 
 from __future__ import annotations
 

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ilif.analysis.monitor import SpikeMonitor
 from ilif.data import dataset_info
 from ilif.files import write_json, write_jsonl, write_text
 from ilif.models import create_model
+from ilif.monitors import SpikeMonitor
 from ilif.train import checkpoint as ckpt
 from ilif.train.config import TrainConfig
 from ilif.train.data import build_data, eval_loader, resolve_T, start_epoch, train_loader
@@ -41,7 +41,7 @@ def seed_everything(seed: int) -> None:
 
 
 def versions() -> dict[str, str]:
-    from ilif import __version__
+    from ilif.version import __version__
 
     return {"ilif": __version__, "torch": str(torch.__version__), "numpy": np.__version__,
             "python": platform.python_version()}
