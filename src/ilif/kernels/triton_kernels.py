@@ -632,31 +632,62 @@ def run_backward(
     return grad_x, grad_state
 
 
-class _TritonMultiStep(torch.autograd.Function):
-    """``(x[T, N], state[n_state, N]) -> (S[T, N], final state, stats)`` with the Triton kernels;
-    saves only x and the initial state. Gradients reach x and, where it requires them, the
-    initial state; a gradient at the final state (a later call that used it) flows back too."""
+# The kernels as PyTorch operators (opaque to torch.compile and torch.export, like the CPU ones):
+# the config travels as its integers, the launch options as optional ints.
+@torch.library.custom_op("ilif::triton_forward", mutates_args=())
+def triton_forward(x2d: Tensor, state2d: Tensor, params: Tensor, config: list[int],
+                   want_stats: bool, block: int | None,
+                   chunk: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`run_forward` as an operator: ``(spikes[T, N], final_state[n_state, N], stats)``."""
+    call = PreparedCall(x2d, state2d, params, KernelConfig(*config))
+    return run_forward(call, want_stats, block, chunk)
 
-    @staticmethod
-    def forward(ctx, x2d, state2d, params, config, want_stats, block, chunk):  # type: ignore[override]
-        call = PreparedCall(x2d, state2d, params, config)
-        spikes, final, stats = run_forward(call, want_stats, block, chunk)
-        ctx.save_for_backward(x2d, state2d, params)
-        ctx.config, ctx.block, ctx.chunk = config, block, chunk
-        ctx.mark_non_differentiable(stats)
-        ctx.set_materialize_grads(False)  # an unused final state sends None: no work for it
-        return spikes, final, stats
 
-    @staticmethod
-    def backward(ctx, grad_spikes, grad_final, _grad_stats):  # type: ignore[override]
-        call = PreparedCall(*ctx.saved_tensors, ctx.config)
-        if grad_spikes is None:
-            grad_spikes = torch.zeros_like(call.x2d)
-        want_state_grad = ctx.needs_input_grad[1]
-        grad_x, grad_state = run_backward(
-            call, grad_spikes, grad_final, want_state_grad, ctx.block, ctx.chunk
-        )
-        return grad_x, grad_state, None, None, None, None, None
+@triton_forward.register_fake
+def _(x2d, state2d, params, config, want_stats, block, chunk):
+    return (x2d.new_empty(x2d.shape), state2d.new_empty(state2d.shape),
+            x2d.new_empty((3 * x2d.shape[0] if want_stats else 1,), dtype=torch.float64))
+
+
+@torch.library.custom_op("ilif::triton_backward", mutates_args=())
+def triton_backward(x2d: Tensor, state2d: Tensor, params: Tensor, config: list[int],
+                    grad_spikes: Tensor, grad_final: Tensor | None, want_state_grad: bool,
+                    block: int | None, chunk: int | None) -> tuple[Tensor, Tensor]:
+    """:func:`run_backward` as an operator: ``(dL/dx, dL/d(initial state))``, the latter
+    ``[n_state, 0]`` when not wanted."""
+    call = PreparedCall(x2d, state2d, params, KernelConfig(*config))
+    grad_x, grad_state = run_backward(call, grad_spikes, grad_final, want_state_grad, block,
+                                      chunk)
+    return grad_x, (grad_state if grad_state is not None else state2d.new_empty((len(state2d), 0)))
+
+
+@triton_backward.register_fake
+def _(x2d, state2d, params, config, grad_spikes, grad_final, want_state_grad, block, chunk):
+    n_state = state2d.shape[0]
+    return (x2d.new_empty(x2d.shape),
+            state2d.new_empty((n_state, state2d.shape[1] if want_state_grad else 0)))
+
+
+def _triton_setup(ctx, inputs, output) -> None:
+    x2d, state2d, params, config, _want_stats, block, chunk = inputs
+    ctx.mark_non_differentiable(output[2])
+    ctx.set_materialize_grads(False)  # an unused final state sends None: no work for it
+    ctx.save_for_backward(x2d, state2d, params)
+    ctx.options = (config, block, chunk)
+
+
+def _triton_backward(ctx, grad_spikes, grad_final, _grad_stats):
+    x2d, state2d, params = ctx.saved_tensors
+    config, block, chunk = ctx.options
+    if grad_spikes is None:
+        grad_spikes = torch.zeros_like(x2d)
+    want_state_grad = ctx.needs_input_grad[1]
+    grad_x, grad_state = torch.ops.ilif.triton_backward(
+        x2d, state2d, params, config, grad_spikes, grad_final, want_state_grad, block, chunk)
+    return grad_x, (grad_state if want_state_grad else None), None, None, None, None, None
+
+
+triton_forward.register_autograd(_triton_backward, setup_context=_triton_setup)
 
 
 def triton_multi_step(
@@ -684,7 +715,9 @@ def triton_multi_step(
     call = prepare(form, x_seq, state)
     if call is None:
         return None
-    spikes, final, stats = _TritonMultiStep.apply(*call, bool(want_stats), block, chunk)
+    spikes, final, stats = torch.ops.ilif.triton_forward(
+        call.x2d, call.state2d, call.params, [int(v) for v in call.config], bool(want_stats),
+        block, chunk)
     step_shape = x_seq.shape[1:]
     final_rows = tuple(
         final[i].view(step_shape).to(state[i].dtype) for i in range(call.config.n_state)
