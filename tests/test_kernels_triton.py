@@ -340,3 +340,16 @@ def test_available_and_lazy():
         "assert 'triton' not in sys.modules, 'triton imported eagerly'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_operators_pass_opcheck():
+    """The Triton kernels as ``torch.library`` operators: schema, fake implementation and
+    autograd registration agree with the eager launch (under the interpreter here)."""
+    from ilif.kernels.triton_kernels import prepare
+
+    neuron = ILIF(tau=1.1, surrogate="sigmoid", width=1.0)
+    x = _input(4, shape=(19,), seed=21)
+    state = _random_state(neuron, x[0], seed=22)
+    call = prepare(neuron.fused_form(), x, type(state)(*(t.requires_grad_() for t in state)))
+    args = (call.x2d, call.state2d, call.params, [int(v) for v in call.config], True, 16, None)
+    torch.library.opcheck(torch.ops.ilif.triton_forward.default, args)
