@@ -17,7 +17,7 @@ Both operators have fake implementations and an autograd formula (``torch.librar
 
 The kernels take a :class:`ilif.kernels.contract.FusedForm` and tensors only. Supported: the
 families ``"ilif"`` (LIF, ILIF with every flag) and ``"clif"``; every surrogate, any width;
-float32 and float64.
+float32 and float64, and bfloat16/float16 run in float32 (also under CPU autocast).
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from ilif.kernels.contract import FAMILY_STATE, FusedForm
 __all__ = ["cpu_multi_step", "run_checked", "unsupported_reason", "BufferCache", "BUFFERS"]
 
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
+# inputs run in float32: cast at the operator's boundary, spikes and dL/dx in the input dtype
+_UPCAST_DTYPES = (torch.bfloat16, torch.float16)
 _HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 
 
@@ -57,10 +59,9 @@ def unsupported_reason(form: FusedForm, x_seq: Tensor, state: Sequence[Tensor]) 
         return f"no fused CPU kernel for the family {form.family!r}"
     if x_seq.device.type != "cpu":
         return f"the input is on {x_seq.device}, the fused CPU kernel needs CPU tensors"
-    if x_seq.dtype not in _SUPPORTED_DTYPES:
-        return f"input dtype {x_seq.dtype} (the fused CPU kernel runs float32 and float64)"
-    if torch.is_autocast_enabled("cpu"):
-        return "CPU autocast is enabled (the fused CPU kernel runs float32/float64 only)"
+    if x_seq.dtype not in _SUPPORTED_DTYPES + _UPCAST_DTYPES:
+        return (f"input dtype {x_seq.dtype} (the fused CPU kernel runs float32 and float64, "
+                "and bfloat16/float16 in float32)")
     if len(state) != form.state_size:
         return f"the state has {len(state)} rows, the fused form {form.state_size}"
     if any(t.dtype != x_seq.dtype or t.device != x_seq.device for t in state):
@@ -362,16 +363,23 @@ def run_checked(
     form: FusedForm, x_seq: Tensor, state: Sequence[Tensor], zero_state: bool, want_stats: bool
 ) -> tuple[Tensor, tuple[Tensor, ...], Tensor | None]:
     """:func:`cpu_multi_step` for a call that :func:`unsupported_reason` has accepted. No host
-    synchronisation and no data-dependent branch: ``torch.compile`` traces it whole."""
+    synchronisation and no data-dependent branch: ``torch.compile`` traces it whole.
+
+    bfloat16 and float16 inputs (also under CPU autocast) run in float32: the input and the state
+    are cast up before the operator, the spikes and the final state back to the input dtype
+    after it, so that dL/dx comes back in the input dtype too (the casts' own gradients)."""
     shape = x_seq.shape
     n_steps = shape[0]
+    dtype = x_seq.dtype
     x2 = x_seq.reshape(n_steps, -1).contiguous()
+    if dtype in _UPCAST_DTYPES:
+        x2 = x2.float()
     if zero_state:  # passed as an empty [S, 0] array, which the kernels read as zero
         state0 = x2.new_empty((form.state_size, 0))
     else:
-        state0 = torch.stack([s.reshape(-1) for s in state])
+        state0 = torch.stack([s.reshape(-1).to(x2.dtype) for s in state])
     keep = torch.is_grad_enabled() and (x2.requires_grad or state0.requires_grad)
     spikes, final, _, _, stats = torch.ops.ilif.fused_cpu_forward(
         x2, state0, form.family, list(form.flags), list(form.params), want_stats, keep)
-    final_rows = tuple(final.view(form.state_size, *shape[1:]).unbind(0))
-    return spikes.view(shape), final_rows, (stats if want_stats else None)
+    final_rows = tuple(r.to(dtype) for r in final.view(form.state_size, *shape[1:]).unbind(0))
+    return spikes.view(shape).to(dtype), final_rows, (stats if want_stats else None)
