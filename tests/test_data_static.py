@@ -19,7 +19,7 @@ from ilif.data.static import CIFAR10_MEAN, CIFAR10_STD, read_cifar_batch
 # ------------------------------------------------------------------------------ registry
 def test_registry_lists_every_dataset_with_consistent_info():
     assert data.list_datasets() == ["digits", "digits-dvs", "cifar10", "cifar100", "nmnist",
-                                    "cifar10-dvs", "dvs-gesture"]
+                                    "cifar10-dvs", "dvs-gesture", "imagenet"]
     for name in data.list_datasets():
         info = data.dataset_info(name)
         assert info.name == name and data.DATASETS[name] is info
@@ -37,7 +37,7 @@ def test_unknown_name_lists_valid_names():
         data.get_dataset("mnist")
     assert "'mnist'" in str(err.value)
     with pytest.raises(ValueError, match="dvs-gesture"):
-        data.dataset_info("imagenet")
+        data.dataset_info("places365")
 
 
 def test_bad_arguments_are_named():

@@ -15,6 +15,8 @@ SHAPES = {
     "vgg11": (2, 32),
     "cifar-small": (3, 32),
     "digits-small": (1, 8),
+    "resnet34": (3, 32),
+    "sew-resnet34": (3, 32),
 }
 
 

@@ -30,11 +30,6 @@ RASTER_FILE = "raster.json"
 RASTER_NEURONS = 200  # neurons of the raster (the first ones of the layer)
 
 
-def _is_main_process() -> bool:
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
 def raster_layer(model: nn.Module) -> str:
     """The layer the raster shows: the first neuron layer (it sees the input directly)."""
     return next(iter(neuron_layers(model)))
@@ -77,7 +72,9 @@ class AnalysisCallback:
         if self.gradients is not None:
             self.gradients.close()
             self.gradients = None
-        if not _is_main_process():
+        from ilif.train.distributed import is_rank_zero
+
+        if not is_rank_zero():
             return
         history = self._history(summary)
         last = history[-1] if history else {}

@@ -39,5 +39,8 @@ DATASETS: dict[str, DatasetInfo] = {
                     "(one zip of AEDAT 2.0 files per class)"),
         DatasetInfo("dvs-gesture", 11, 2, (128, 128), "event", 20, True,
                     "https://research.ibm.com/interactive/dvsgesture/ (DvsGesture.tar.gz)"),
+        DatasetInfo("imagenet", 1000, 3, (224, 224), "static", None, True,
+                    "https://image-net.org/ (ILSVRC-2012 train and val, as train/<wnid>/ and "
+                    "val/)"),
     )
 }

@@ -77,8 +77,10 @@ def integrate(events: np.ndarray, T: int, sensor_size: tuple[int, int], split_by
     else:
         grid_h, grid_w = height, width
     flat = ((f * 2 + p) * grid_h + y) * grid_w + x
-    counts = np.bincount(flat, minlength=T * 2 * grid_h * grid_w)
-    frames = counts.reshape(T, 2, grid_h, grid_w).astype(np.float32)
+    # one pass over the events straight into float32 counts (exact below 2²⁴ per pixel)
+    counts = torch.zeros(T * 2 * grid_h * grid_w, dtype=torch.float32)
+    counts.index_add_(0, torch.from_numpy(flat), torch.ones(len(flat), dtype=torch.float32))
+    frames = counts.reshape(T, 2, grid_h, grid_w).numpy()
     if (grid_h, grid_w) != (out_h, out_w):
         frames = F.interpolate(torch.from_numpy(frames), size=(out_h, out_w), mode="bilinear",
                                align_corners=False, antialias=True).numpy()

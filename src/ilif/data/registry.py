@@ -34,6 +34,10 @@ def _build_static(name: str, root: Path | None, split: str, T: int | None, augme
                   **kwargs: Any) -> Dataset:
     from ilif.data import static
 
+    if name == "imagenet":
+        from ilif.data import imagenet
+
+        return imagenet.build(root, split, augment, **kwargs)
     if name == "digits":
         if kwargs:
             raise TypeError(f"digits takes no extra arguments, got {sorted(kwargs)}")

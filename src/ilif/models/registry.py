@@ -8,6 +8,7 @@ from typing import Any
 
 from ilif.models.base import SpikingModel
 from ilif.models.convnet import cifar_small, digits_small, vgg11
+from ilif.models.imagenet import resnet34, sew_resnet34
 from ilif.models.layers import neuron_factory
 from ilif.models.resnet import resnet18, resnet19
 from ilif.neurons.base import DEFAULT_TAU
@@ -18,6 +19,8 @@ MODELS: dict[str, Callable[..., SpikingModel]] = {
     "vgg11": vgg11,
     "cifar-small": cifar_small,
     "digits-small": digits_small,
+    "resnet34": resnet34,
+    "sew-resnet34": sew_resnet34,
 }
 
 

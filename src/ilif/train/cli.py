@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import typing
 from pathlib import Path
@@ -68,7 +67,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                 default=argparse.SUPPRESS,
                 help="an extra neuron argument (repeatable), e.g. --neuron-kwarg ciu_gain=0.05",
             )
-        elif hints[f.name] is bool or f.name == "augment":
+        elif hints[f.name] is bool or set(typing.get_args(hints[f.name])) == {bool, type(None)}:
             action = "store_true" if f.name == "quiet" else argparse.BooleanOptionalAction
             parser.add_argument(_flag(f.name), action=action, default=argparse.SUPPRESS,
                                 help=help_text)
@@ -111,8 +110,20 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values, source="flags")
 
 
+def one_line(err: BaseException) -> str:
+    """The message of ``err``; for an error re-raised from a DataLoader worker (whose message
+    embeds the worker's traceback) the original error's own message, the last line."""
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1].strip()
+    name, sep, message = last.partition(": ")
+    return message if sep and name.split(".")[-1] == type(err).__name__ else last
+
+
 def train_command(args: argparse.Namespace, callbacks: tuple[Any, ...] = ()) -> int:
     """``ilif train``: the run of the parsed ``args`` (``callbacks`` as in ``run_training``)."""
+    from ilif.train.distributed import is_rank_zero, log
     from ilif.train.runner import run_training
 
     try:
@@ -120,9 +131,9 @@ def train_command(args: argparse.Namespace, callbacks: tuple[Any, ...] = ()) -> 
         config = resolve_config(args)
         summary = run_training(config, callbacks)
     except user_errors() as err:
-        print(f"ilif train: error: {err}", file=sys.stderr)
+        log(f"ilif train: error: {one_line(err)}", every_rank=True, file=sys.stderr)
         return 2
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_rank_zero():
         best = summary["test_accuracy_at_best"]
         peak = summary["paper_protocol_max_test_accuracy"]
         if best is not None:
@@ -163,7 +174,7 @@ def _eval(args: argparse.Namespace) -> int:
                               limit_batches=args.limit_eval_batches, monitor=monitor,
                               progress=not args.quiet, desc=args.split)
     except user_errors() as err:
-        print(f"ilif eval: error: {err}", file=sys.stderr)
+        print(f"ilif eval: error: {one_line(err)}", file=sys.stderr)
         return 2
     result.update(checkpoint=str(args.checkpoint), epoch=state["epoch"], split=args.split,
                   dataset=config.dataset, model=config.model, neuron=config.neuron)

@@ -62,15 +62,28 @@ class TrainConfig:
     loss_target_value: float = _field(1.0, "the constant MSE target")
     label_smoothing: float = _field(0.0, "label smoothing of the cross-entropy")
     grad_clip: float | None = _field(None, "clip the gradient norm to this value")
-    amp: bool = _field(True, "mixed precision (float16) on CUDA; ignored on the CPU")
+    amp: bool | None = _field(
+        None, "mixed precision: on (--amp: bfloat16 on the CPU, float16 + gradient scaling on "
+        "CUDA unless amp_dtype says bf16), off (--no-amp); unset: on for CUDA, off on the CPU")
+    amp_dtype: str = _field("auto", "autocast type: auto (CUDA fp16, CPU bf16), fp16 or bf16")
+    compile: bool = _field(False, "torch.compile the model for training")
+    compile_backend: str = _field("inductor", "torch.compile backend (inductor, aot_eager, ...)")
+    accumulate: int = _field(1, "batches per optimiser step (gradient accumulation)")
+    global_batch: int | None = _field(
+        None, "samples per optimiser step over all processes; sets accumulate = global_batch / "
+        "(batch_size · processes), so a run keeps it on any number of processes")
+    sync_bn: bool = _field(False, "SyncBatchNorm across processes (CUDA, several processes)")
     # run
     seed: int = _field(1234, "random seed (initialisation, data order, validation split)")
     out: str = _field("runs/train", "run directory")
     resume: str | None = _field(None, "continue the run of this checkpoint")
-    limit_train_batches: int | None = _field(None, "at most this many training batches per epoch")
+    limit_train_batches: int | None = _field(
+        None, "at most this many optimiser steps per epoch (batches when accumulate is 1)")
     limit_eval_batches: int | None = _field(None, "at most this many batches per evaluation")
     device: str = _field("auto", "auto, cpu, cuda or cuda:N")
     workers: int = _field(0, "DataLoader worker processes")
+    image_size: int | None = _field(
+        None, "imagenet: crop side (default 224; evaluation resizes to ⌊side·256/224⌋ first)")
     quiet: bool = _field(False, "no progress bars (one line per epoch)")
 
     def __post_init__(self) -> None:
@@ -91,8 +104,12 @@ class TrainConfig:
                 raise ConfigError(
                     f"{key} must be one of {', '.join(options)}, got {key}={getattr(self, key)!r}"
                 )
+        choices["amp_dtype"] = ("auto", "fp16", "bf16")
+        if self.amp_dtype not in choices["amp_dtype"]:
+            raise ConfigError(f"amp_dtype must be one of auto, fp16, bf16, got "
+                              f"amp_dtype={self.amp_dtype!r}")
         positive = ("epochs", "batch_size", "T", "limit_train_batches", "limit_eval_batches",
-                    "train_size")
+                    "train_size", "accumulate", "global_batch", "image_size")
         for key in positive:
             value = getattr(self, key)
             if value is not None and value < 1:

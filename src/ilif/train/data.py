@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
 from ilif import data
 from ilif.train.config import TrainConfig
@@ -40,8 +41,16 @@ def build_data(config: TrainConfig) -> RunData:
     ``val_split`` share held out of training) and test sets."""
     info = data.dataset_info(config.dataset)
     T = resolve_T(config, info)
-    common = dict(root=config.data_root, T=T if info.kind == "event" else None)
+    common: dict[str, Any] = dict(root=config.data_root, T=T if info.kind == "event" else None)
+    if config.image_size is not None:
+        if config.dataset != "imagenet":
+            raise ValueError(f"image_size applies to the imagenet dataset, not {config.dataset!r}"
+                             "; leave it unset")
+        common["image_size"] = config.image_size
     train = data.get_dataset(config.dataset, split="train", augment=config.augment, **common)
+    classes = getattr(train, "classes", None)
+    if classes is not None and len(classes) != info.num_classes:  # a subset of the classes
+        info = dataclasses.replace(info, num_classes=len(classes))
     test = data.get_dataset(config.dataset, split="test", augment=False, **common)
     val = None
     if config.val_split > 0:
@@ -53,25 +62,32 @@ def build_data(config: TrainConfig) -> RunData:
     return RunData(train, val, test, info, T)
 
 
-class ShuffleShardSampler(Sampler[int]):
+def shuffle_seed(seed: int) -> int:
+    """The ``DistributedSampler`` seed of a run: epoch ``e``'s order is
+    ``randperm(N, generator=manual_seed(shuffle_seed + e))``, the same on every process and for
+    every number of processes (each process takes every ``world_size``-th index of it)."""
+    return seed * 100_003
+
+
+def train_sampler(size: int, seed: int, ctx: DistContext) -> DistributedSampler:
     """A fresh permutation every epoch, drawn from ``seed`` and the epoch alone (so any epoch can
     be replayed), split across ``world_size`` processes (padded to equal shards)."""
+    indices = _Range(size)
+    return DistributedSampler(indices, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                              seed=shuffle_seed(seed), drop_last=False)
 
-    def __init__(self, size: int, seed: int, ctx: DistContext) -> None:
-        self.size, self.seed, self.ctx, self.epoch = size, seed, ctx, 0
-        self.per_rank = -(-size // ctx.world_size)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+class _Range(Dataset):
+    """A stand-in dataset of ``size`` items for the sampler (it only asks for the length)."""
 
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator).tolist()
-        order += order[: self.per_rank * self.ctx.world_size - self.size]
-        return iter(order[self.ctx.rank :: self.ctx.world_size])
+    def __init__(self, size: int) -> None:
+        self.size = size
 
     def __len__(self) -> int:
-        return self.per_rank
+        return self.size
+
+    def __getitem__(self, index: int) -> int:
+        return index
 
 
 class ShardSampler(Sampler[int]):
@@ -91,7 +107,7 @@ def train_loader(
     dataset: Dataset, config: TrainConfig, ctx: DistContext, pin: bool
 ) -> DataLoader:
     """The training loader; call :func:`start_epoch` before iterating it each epoch."""
-    sampler = ShuffleShardSampler(len(dataset), config.seed, ctx)
+    sampler = train_sampler(len(dataset), config.seed, ctx)
     return DataLoader(
         dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
         drop_last=len(sampler) > config.batch_size, pin_memory=pin,
@@ -99,10 +115,16 @@ def train_loader(
     )
 
 
-def start_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
-    """Fix the epoch's sample order and the workers' random seeds from ``seed`` and ``epoch``."""
+def start_epoch(loader: DataLoader, seed: int, epoch: int, rank: int = 0) -> None:
+    """Fix the epoch's sample order (``DistributedSampler.set_epoch``) and the random seeds of
+    the augmentation from ``seed``, ``epoch`` and the process's ``rank`` (the workers' base seed;
+    without workers, on ranks > 0, torch's global generator), so that processes draw different
+    augmentations and any epoch can be replayed."""
     loader.sampler.set_epoch(epoch)
-    loader.generator.manual_seed(seed * 100_003 + epoch + 50_021)
+    base = seed * 100_003 + epoch + 50_021
+    loader.generator.manual_seed(base + 1_000_003 * rank)
+    if rank > 0 and loader.num_workers == 0:
+        torch.manual_seed(base + 1_000_003 * rank)
 
 
 def eval_loader(

@@ -1,9 +1,17 @@
-"""Data-parallel training across processes (``torchrun``): set-up, rank facts, reductions."""
+"""Data-parallel training across processes (``torchrun``): set-up, rank facts, reductions,
+rank-aware printing.
+
+:func:`is_rank_zero` is the one test of "this process writes files and prints the run's
+progress" (rank 0 of the process group, or of the ``torchrun`` environment before the group
+exists, or a lone process).
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from typing import TextIO
 
 import torch
 import torch.distributed as dist
@@ -22,9 +30,32 @@ class DistContext:
     def enabled(self) -> bool:
         return self.world_size > 1
 
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+
+def is_rank_zero() -> bool:
+    """True in the process that writes files: rank 0 of the initialised process group, else
+    ``RANK`` of the environment (``torchrun`` sets it; absent: a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def rank_prefix() -> str:
+    """``"[rank r/w] "`` under several processes, ``""`` for a single one."""
+    if dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+    else:
+        rank = int(os.environ.get("RANK", "0") or 0)
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return f"[rank {rank}/{world}] " if world > 1 else ""
+
+
+def log(message: str, *, every_rank: bool = False, file: TextIO | None = None) -> None:
+    """Print ``message`` on rank 0 only (``every_rank``: on each process, prefixed by its rank
+    when there are several), flushed at once."""
+    if every_rank:
+        print(rank_prefix() + message, file=file or sys.stdout, flush=True)
+    elif is_rank_zero():
+        print(message, file=file or sys.stdout, flush=True)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from ilif.monitors import SpikeMonitor
 from ilif.train.distributed import DistContext, all_reduce_sum
-from ilif.train.loss import predict
+from ilif.train.loss import predict, topk_correct
+from ilif.train.precision import autocast
 
 ALONE = DistContext()  # a single process
 
@@ -32,11 +33,6 @@ def call_callbacks(callbacks: Sequence[Any], method: str, *args: Any) -> None:
             hook(*args)
 
 
-def autocast(device: torch.device, enabled: bool):
-    """float16 autocast on CUDA when ``enabled``; nothing elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return nullcontext()
 
 
 def spike_summary(monitor: SpikeMonitor | None, ctx: DistContext) -> dict[str, Any]:
@@ -78,7 +74,7 @@ def train_one_epoch(
     device: torch.device,
     *,
     epoch: int,
-    amp: bool = False,
+    amp: torch.dtype | bool | None = None,
     grad_clip: float | None = None,
     limit_batches: int | None = None,
     monitor: SpikeMonitor | None = None,
@@ -86,13 +82,25 @@ def train_one_epoch(
     callbacks: Sequence[Any] = (),
     progress: bool = True,
     last_checkpoint: str = "",
+    accumulate: int = 1,
 ) -> dict[str, Any]:
-    """One pass over ``loader`` (at most ``limit_batches`` batches); returns the epoch's
-    ``train_loss``, ``train_accuracy`` (over all processes) and the monitor's spike rates."""
+    """One pass over ``loader``; returns the epoch's ``train_loss``, ``train_accuracy`` (over all
+    processes) and the monitor's spike rates.
+
+    Each optimiser step takes ``accumulate`` batches per process: the gradient is that of
+    ``(1/accumulate)·Σ_j L_j`` (and the mean over processes), so ``accumulate`` batches of ``B`` on
+    ``P`` processes step as one batch of ``accumulate·B·P``. ``limit_batches`` bounds the
+    optimiser steps; batches left over at the end (fewer than ``accumulate``) are skipped.
+    ``amp``: the autocast type (:mod:`ilif.train.precision`).
+    """
+    if accumulate < 1:
+        raise ValueError(f"accumulate must be >= 1, got {accumulate}")
     model.train()
     if monitor is not None:
         monitor.reset()
-    total = _limit(loader, limit_batches)
+    steps = len(loader) // accumulate
+    total = accumulate * (steps if limit_batches is None else min(steps, limit_batches))
+    no_sync = getattr(model, "no_sync", None)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
@@ -102,28 +110,35 @@ def train_one_epoch(
         if batch_idx >= total:
             break
         x, y = _to_device(batch, device)
-        with autocast(device, amp):
-            outputs = model(x)
-        loss = loss_fn(outputs, y)
-        flag = all_reduce_sum(torch.isfinite(loss.detach()).to(torch.float64), ctx)
-        if int(flag.item()) != ctx.world_size:
-            bar.close()
-            raise NonFiniteLossError(
-                f"the loss became {loss.item()} at epoch {epoch}, batch {batch_idx + 1}; the run "
-                f"stopped. The last good checkpoint is kept: {last_checkpoint or 'none yet'}. "
-                "Try a lower --lr, --grad-clip, or another seed."
-            )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        call_callbacks(callbacks, "on_after_backward", model, batch_idx)
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
+        first, last = batch_idx % accumulate == 0, (batch_idx + 1) % accumulate == 0
+        # the gradient all-reduce of data parallelism runs on the step's last batch only
+        sync = nullcontext() if last or no_sync is None else no_sync()
+        with sync:
+            with autocast(device, amp):
+                outputs = model(x)
+            loss = loss_fn(outputs, y)
+            flag = all_reduce_sum(torch.isfinite(loss.detach()).to(torch.float64), ctx)
+            if int(flag.item()) != ctx.world_size:
+                bar.close()
+                raise NonFiniteLossError(
+                    f"the loss became {loss.item()} at epoch {epoch}, batch {batch_idx + 1}; the "
+                    f"run stopped. The last good checkpoint is kept: "
+                    f"{last_checkpoint or 'none yet'}. Try a lower --lr, --grad-clip, or another "
+                    "seed."
+                )
+            if first:
+                optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
+        if last:
+            scaler.unscale_(optimizer)
+            call_callbacks(callbacks, "on_after_backward", model, batch_idx // accumulate)
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
         with torch.no_grad():
             loss_sum += loss.detach().double() * y.shape[0]
-            correct += (predict(outputs.detach()) == y).sum()
+            correct += (predict(outputs.detach().float()) == y).sum()
         count += y.shape[0]
         if progress:
             postfix = {"loss": f"{loss_sum.item() / count:.4f}",
@@ -153,7 +168,7 @@ def evaluate(
     device: torch.device | str | None = None,
     *,
     loss_fn: nn.Module | None = None,
-    amp: bool = False,
+    amp: torch.dtype | bool | None = None,
     limit_batches: int | None = None,
     monitor: SpikeMonitor | None = None,
     ctx: DistContext = ALONE,
@@ -162,9 +177,11 @@ def evaluate(
 ) -> dict[str, Any]:
     """Accuracy (``argmax Σ_t O_t``), mean loss and spike rates of ``model`` over ``loader``.
 
-    Returns ``accuracy``, ``correct``, ``count``, ``loss`` (NaN without ``loss_fn``), ``seconds``
+    Returns ``accuracy``, ``correct``, ``count``, ``top5_accuracy`` (the label among the
+    ``min(5, classes)`` largest ``Σ_t O_t``), ``loss`` (NaN without ``loss_fn``), ``seconds``
     and, with a ``monitor``, its rates (``firing_rate``, ``layer_firing_rate``, ...). With several
-    processes each evaluates its shard and the counts are summed.
+    processes each evaluates its shard and the counts are summed. ``amp``: the autocast type
+    (:mod:`ilif.train.precision`; ``True``: float16 on CUDA).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
@@ -173,7 +190,7 @@ def evaluate(
         monitor.reset()
     start = time.perf_counter()
     total = _limit(loader, limit_batches)
-    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss·n, correct, n
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss·n, correct, n, top-5
     for batch_idx, batch in enumerate(tqdm(loader, total=total, desc=desc, leave=False,
                                            disable=not progress, dynamic_ncols=True)):
         if batch_idx >= total:
@@ -183,13 +200,16 @@ def evaluate(
             outputs = model(x)
         if loss_fn is not None:
             sums[0] += loss_fn(outputs, y).double() * y.shape[0]
+        outputs = outputs.float()
         sums[1] += (predict(outputs) == y).sum()
         sums[2] += y.shape[0]
-    loss_sum, correct, count = all_reduce_sum(sums, ctx).tolist()
+        sums[3] += topk_correct(outputs, y, 5)
+    loss_sum, correct, count, top5 = all_reduce_sum(sums, ctx).tolist()
     model.train(was_training)
     result: dict[str, Any] = {
         "accuracy": correct / count if count else math.nan,
         "loss": loss_sum / count if (count and loss_fn is not None) else math.nan,
+        "top5_accuracy": top5 / count if count else math.nan,
         "correct": int(correct),
         "count": int(count),
         "seconds": time.perf_counter() - start,

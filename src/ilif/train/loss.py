@@ -59,3 +59,11 @@ class SpikingLoss(nn.Module):
 def predict(outputs: Tensor) -> Tensor:
     """The predicted class ``argmax_k Σ_t O_t[k]`` of ``outputs`` ``[T, N, K]``."""
     return outputs.sum(dim=0).argmax(dim=-1)
+
+
+def topk_correct(outputs: Tensor, labels: Tensor, k: int = 5) -> int:
+    """How many ``labels`` are among the ``min(k, K)`` largest ``Σ_t O_t`` of ``outputs``
+    ``[T, N, K]`` (top-1 when ``k = 1``, the same rule as :func:`predict`)."""
+    scores = outputs.sum(dim=0)
+    top = scores.topk(min(k, scores.shape[-1]), dim=-1).indices
+    return int((top == labels.unsqueeze(-1)).any(dim=-1).sum())

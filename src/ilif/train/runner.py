@@ -25,9 +25,16 @@ from ilif.monitors import SpikeMonitor
 from ilif.train import checkpoint as ckpt
 from ilif.train.config import TrainConfig
 from ilif.train.data import build_data, eval_loader, resolve_T, start_epoch, train_loader
-from ilif.train.distributed import barrier, init_distributed, shutdown_distributed
+from ilif.train.distributed import (
+    barrier,
+    init_distributed,
+    is_rank_zero,
+    log,
+    shutdown_distributed,
+)
 from ilif.train.loop import call_callbacks, evaluate, train_one_epoch
 from ilif.train.loss import SpikingLoss
+from ilif.train.precision import autocast_dtype, grad_scaler
 from ilif.train.schedule import EpochSchedule
 
 LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
@@ -57,6 +64,30 @@ def model_args(config: TrainConfig, info: Any, T: int) -> dict[str, Any]:
     )
 
 
+def steps_per_update(config: TrainConfig, world_size: int) -> int:
+    """Batches each process accumulates per optimiser step: ``global_batch / (batch_size ·
+    world_size)`` when ``global_batch`` is set (it must divide evenly), else ``accumulate``."""
+    if config.global_batch is None:
+        return config.accumulate
+    share = config.batch_size * world_size
+    if config.global_batch % share:
+        raise ValueError(
+            f"global_batch={config.global_batch} is not a multiple of batch_size × processes = "
+            f"{config.batch_size} × {world_size} = {share}; choose a batch_size that divides "
+            f"global_batch / {world_size}"
+        )
+    return config.global_batch // share
+
+
+def use_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` with every BatchNorm turned into :class:`torch.nn.SyncBatchNorm` (statistics
+    over the whole global batch of a step's processes); it runs on CUDA only."""
+    if device.type != "cuda":
+        raise ValueError("sync_bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU "
+                         "implementation); drop --sync-bn")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -71,13 +102,15 @@ class _Run:
         self.config, self.callbacks = config, tuple(callbacks)
         self.ctx, self.device = init_distributed(config.device)
         self.out = Path(config.out)
-        self.amp = config.amp and self.device.type == "cuda"
-        self.progress = not config.quiet and self.ctx.is_main
+        self.amp = autocast_dtype(self.device, config.amp, config.amp_dtype)
+        self.accumulate = steps_per_update(config, self.ctx.world_size)
+        self.global_batch = config.batch_size * self.ctx.world_size * self.accumulate
+        self.progress = not config.quiet and is_rank_zero()
         self.started = time.perf_counter()
 
     def say(self, message: str) -> None:
-        if self.ctx.is_main:
-            print(message, flush=True)
+        """A line of the run's log (printed by rank 0)."""
+        log(message)
 
     # ------------------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -97,7 +130,7 @@ class _Run:
         self.parameters = sum(p.numel() for p in self.model.parameters())
         self.optimizer = build_optimizer(self.model, config)
         self.schedule = EpochSchedule(self.optimizer, config.scheduler, config.epochs)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler = grad_scaler(self.device, self.amp)
         self.loss_fn = SpikingLoss.from_config(config)
         pin = self.device.type == "cuda"
         self.train_loader = train_loader(self.data.train, config, self.ctx, pin)
@@ -110,13 +143,20 @@ class _Run:
         self.start_epoch, self.previous_wall = 0, 0.0
         if resumed is not None:
             self._restore(resumed)
+        if config.sync_bn and self.ctx.enabled:
+            self.model = use_sync_batchnorm(self.model, self.device)
         self.net: nn.Module = self.model
         if self.ctx.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if config.compile:
+            self.net = torch.compile(self.net, backend=config.compile_backend)
         self.monitor = SpikeMonitor(self.model)
-        if self.ctx.is_main:
+        if is_rank_zero():
             self._prepare_directory(resumed is not None)
+        if self.ctx.enabled:
+            log(f"{len(self.train_loader.sampler)} training samples per epoch on {self.device}",
+                every_rank=True)
 
     def _restore(self, state: dict[str, Any]) -> None:
         config, path = self.config, self.config.resume
@@ -134,6 +174,7 @@ class _Run:
         self.history = list(state["history"])
         self.best = dict(state["best"])
         self.start_epoch = int(state["epoch"])
+        self._report_world_change(state)
         self.previous_wall = float(state.get("wall_time_s", 0.0))
         ckpt.restore_rng_state(state["rng"])
         self.say(f"resuming {path}: {self.start_epoch} of {config.epochs} epochs done")
@@ -148,6 +189,22 @@ class _Run:
                      "match an uninterrupted one")
         if self.start_epoch >= config.epochs:
             self.say(f"nothing to do: {self.start_epoch} epochs done, --epochs {config.epochs}")
+
+    def _report_world_change(self, state: dict[str, Any]) -> None:
+        """Say how a checkpoint of another number of processes continues (see docs/training.md:
+        the schedule, the global batch and each epoch's sample order carry over; the losses
+        do not match exactly)."""
+        saved_world = int(state.get("world_size", 1))
+        saved_batch = int(state.get("global_batch", state["config"]["batch_size"] * saved_world))
+        if saved_world != self.ctx.world_size:
+            self.say(f"processes changed from {saved_world} to {self.ctx.world_size}")
+        if saved_batch != self.global_batch:
+            self.say(f"warning: the global batch changes from {saved_batch} to "
+                     f"{self.global_batch} samples per step; set global_batch={saved_batch} to "
+                     "keep it")
+        elif saved_world != self.ctx.world_size:
+            self.say(f"global batch kept at {self.global_batch} = {self.config.batch_size} × "
+                     f"{self.ctx.world_size} processes × {self.accumulate} accumulated")
 
     def _prepare_directory(self, resumed: bool) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -164,13 +221,17 @@ class _Run:
         self.say(f"training {config.model} with {config.neuron} neurons on {config.dataset} "
                  f"(T={self.data.T}, {len(self.data.train)} training samples, "
                  f"{self.parameters:,} parameters, device {self.device}"
-                 + (f", {self.ctx.world_size} processes" if self.ctx.enabled else "") + ")")
+                 + (f", {self.ctx.world_size} processes" if self.ctx.enabled else "")
+                 + (f", global batch {self.global_batch}" if self.global_batch
+                    != config.batch_size else "")
+                 + (f", autocast {str(self.amp).removeprefix('torch.')}" if self.amp else "")
+                 + (f", compiled ({config.compile_backend})" if config.compile else "") + ")")
         call_callbacks(self.callbacks, "on_train_start", self.model, config)
         for epoch in range(self.start_epoch + 1, config.epochs + 1):
             self._epoch(epoch)
         summary = self._summary()
         call_callbacks(self.callbacks, "on_train_end", self.model, summary)
-        if self.ctx.is_main:
+        if is_rank_zero():
             write_json(self.out / "summary.json", summary)
         barrier(self.ctx)
         return summary
@@ -178,7 +239,7 @@ class _Run:
     def _epoch(self, epoch: int) -> None:
         config, begun = self.config, time.perf_counter()
         lr = self.schedule.set_epoch(epoch - 1)
-        start_epoch(self.train_loader, config.seed, epoch)
+        start_epoch(self.train_loader, config.seed, epoch, self.ctx.rank)
         last = str(self.out / LAST) if self.history else ""
         metrics: dict[str, Any] = {"epoch": epoch, "lr": lr}
         metrics.update(train_one_epoch(
@@ -186,6 +247,7 @@ class _Run:
             epoch=epoch, amp=self.amp, grad_clip=config.grad_clip,
             limit_batches=config.limit_train_batches, monitor=self.monitor, ctx=self.ctx,
             callbacks=self.callbacks, progress=self.progress, last_checkpoint=last,
+            accumulate=self.accumulate,
         ))
         for part, loader in (("val", self.val_loader), ("test", self.test_loader)):
             if loader is None:
@@ -195,6 +257,7 @@ class _Run:
                               ctx=self.ctx, progress=self.progress, desc=part)
             metrics[f"{part}_loss"] = result["loss"]
             metrics[f"{part}_accuracy"] = result["accuracy"]
+            metrics[f"{part}_top5_accuracy"] = result["top5_accuracy"]
             metrics[f"{part}_firing_rate"] = result["firing_rate"]
             metrics[f"{part}_samples"] = result["count"]
         metrics["epoch_time_s"] = time.perf_counter() - begun
@@ -209,10 +272,13 @@ class _Run:
             f"epoch {epoch}/{config.epochs}  loss {metrics['train_loss']:.4f}  "
             f"train {100 * metrics['train_accuracy']:.2f}%  "
             + (f"val {100 * metrics['val_accuracy']:.2f}%  " if "val_accuracy" in metrics else "")
-            + f"test {100 * metrics['test_accuracy']:.2f}%  fr {metrics['firing_rate']:.4f}  "
+            + f"test {100 * metrics['test_accuracy']:.2f}%  "
+            + (f"top-5 {100 * metrics['test_top5_accuracy']:.2f}%  "
+               if self.data.info.num_classes > 5 else "")
+            + f"fr {metrics['firing_rate']:.4f}  "
             f"lr {lr:.4g}  {metrics['epoch_time_s']:.1f}s" + ("  *best" if improved else "")
         )
-        if self.ctx.is_main:
+        if is_rank_zero():
             self._log(epoch, metrics)
             write_jsonl(self.out / "metrics.jsonl", self.history)
             payload = self._checkpoint(epoch)
@@ -228,7 +294,9 @@ class _Run:
             "model_args": self.args,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.amp else None,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "world_size": self.ctx.world_size,
+            "global_batch": self.global_batch,
             "rng": ckpt.capture_rng_state(),
             "history": self.history,
             "best": self.best,
@@ -276,6 +344,8 @@ class _Run:
             "wall_time_s": self.previous_wall + time.perf_counter() - self.started,
             "device": str(self.device),
             "world_size": self.ctx.world_size,
+            "global_batch": self.global_batch,
+            "accumulate": self.accumulate,
             "versions": versions(),
             "config": config.to_dict(),
         }
