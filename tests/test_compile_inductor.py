@@ -14,6 +14,7 @@ from compile_helpers import assert_agree, batch, make_model, run
 pytest.importorskip("numba")
 
 
+@pytest.mark.slow  # inductor compiles forward and backward: about two minutes cold on 2 cores
 def test_compiled_matches_eager_inductor() -> None:
     """The default backend (inductor) on cifar-small with ILIF, T = 2, train mode."""
     x = batch()

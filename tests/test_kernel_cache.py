@@ -56,6 +56,7 @@ def _write_package(root: Path, helper_value: int) -> None:
     (pkg / "helper.py").write_text(_HELPER.format(helper_value))
 
 
+@pytest.mark.slow  # four processes that import torch and compile with numba
 def test_a_changed_helper_module_invalidates_the_cached_kernel(tmp_path: Path) -> None:
     """Without the guard numba reuses the cached kernel after its inlined helper changed (the
     stale value); with it the change starts a new cache directory and the kernel compiles again."""
