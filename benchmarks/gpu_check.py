@@ -123,7 +123,7 @@ def correctness(steps: int, neurons: int) -> list[dict]:
         x = random_input(steps, neurons, seed=index)
         upstream = torch.randn_like(x)
         state = neuron.initial_state(x[0])
-        spikes, _, _ = triton_multi_step(neuron, x, state, False)
+        spikes, _, _ = triton_multi_step(neuron.fused_form(), x, state, False)
         (grad,) = torch.autograd.grad(spikes, x, upstream)
         ref_spikes, _, _ = neuron.multi_step_torch(x, state)
         (ref_grad,) = torch.autograd.grad(ref_spikes, x, upstream)
@@ -150,7 +150,7 @@ def time_ilif_family(kind: str, steps: int, neurons: int, repeats: int, warmup: 
     x = random_input(steps, neurons, seed=7)
     upstream = torch.randn_like(x)
     state = neuron.initial_state(x[0])
-    call = prepare(neuron, x.detach(), state)
+    call = prepare(neuron.fused_form(), x.detach(), state)
     assert call is not None, f"the Triton kernels declined {kind}"
 
     def kernels_forward():
@@ -161,7 +161,7 @@ def time_ilif_family(kind: str, steps: int, neurons: int, repeats: int, warmup: 
         return run_backward(call, upstream)
 
     def autograd_forward_backward():
-        spikes, _, _ = triton_multi_step(neuron, x, state, False)
+        spikes, _, _ = triton_multi_step(neuron.fused_form(), x, state, False)
         return torch.autograd.grad(spikes, x, upstream)
 
     fwd = cuda_median_seconds(kernels_forward, repeats, warmup)
@@ -183,7 +183,7 @@ def block_sweep(steps: int, neurons: int, repeats: int, warmup: int) -> dict:
     neuron = make_neuron("ilif", tau=1.1)
     x = random_input(steps, neurons, seed=7).detach()
     upstream = torch.randn_like(x)
-    call = prepare(neuron, x, neuron.initial_state(x[0]))
+    call = prepare(neuron.fused_form(), x, neuron.initial_state(x[0]))
     def timed(fn: Callable[[], object]) -> float:
         return cuda_median_seconds(fn, repeats, warmup)
 

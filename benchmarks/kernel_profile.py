@@ -59,8 +59,12 @@ except ImportError:  # run from a checkout without installing
 from numba import njit
 
 from ilif.files import write_json
-from ilif.kernels import _numba_ops as ops
 from ilif.kernels import cpu
+from ilif.kernels import numba_ops as ops
+from ilif.kernels.numba_ops.ilif_rows import ilif_adjoint_chunk, ilif_forward_row
+from ilif.kernels.numba_ops.llvm import _store_fence, wide_vectors
+from ilif.kernels.numba_ops.rows import copy_row, row, stream_row
+from ilif.kernels.numba_ops.surrogates import surrogate_row
 from ilif.neurons import ILIF, LIF
 
 SECTIONS = ("threads", "rows", "row_cost", "final_state", "chunks", "backward", "order", "compile",
@@ -136,7 +140,7 @@ def section_threads(args: argparse.Namespace) -> dict[str, Any]:
 def _repeat_forward_row(k, r, bits, par, ciu, mpiu):
     x, v, trace, memory, drive, spk, h, sgm = r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]
     for _ in range(k):
-        ops.ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
+        ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpiu,
                              ops.STATS_NONE)
 
 
@@ -144,31 +148,30 @@ def _repeat_forward_row(k, r, bits, par, ciu, mpiu):
 def _repeat_surrogate(k, r, par, code):
     g, h = r[8], r[6]
     for _ in range(k):
-        ops.surrogate_row(g, h, code, par)
+        surrogate_row(g, h, code, par)
 
 
 @njit(error_model="numpy")  # as the drivers: no zero-division checks in the loops
 def _repeat_adjoint(k, r, bits, par, ciu, mpiu):
     one = par[ops.ONE]
     n = r.shape[1]
-    # one step of ilif_adjoint_chunk: x r[0], dL/dS r[9], dL/dx r[10], the four adjoint rows
-    # r[11:15], h r[6] (as rec[0, 0]), g(h) into r[8]
-    x, bits2, gout, gx, ga = r[0:1], bits.reshape(1, n), r[9:10], r[10:11], r[11:15]
+    # one step of ilif_adjoint_chunk: x r[0], σ(M) with the spikes packed in r[7], dL/dS r[9],
+    # dL/dx r[10], the four adjoint rows r[11:15], h r[6] (as rec[0, 0]), g(h) into r[8]
+    x, bits2, sgm, gout, gx, ga = r[0:1], bits.reshape(1, n), r[7:8], r[9:10], r[10:11], r[11:15]
     rec, no_bits = r[6:7].reshape(1, 1, n), np.zeros(n, np.uint8)
-    g, kept, gx_row = r[8], r[7], r[10]
+    g = r[8]
     for _ in range(k):
-        ops.copy_row(gx_row, kept)  # σ(M) with the spikes packed in, as the forward left it
-        ops.ilif_adjoint_chunk(x, bits2, gout, gx, ga, rec, g, no_bits, 0, n, par,
-                               ops.RECTANGLE, one, one, ciu, mpiu)
+        ilif_adjoint_chunk(x, bits2, sgm, gout, gx, ga, rec, g, no_bits, 0, n, par,
+                           ops.RECTANGLE, one, one, ciu, mpiu)
 
 
 def section_rows(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
-    par = cpu._config(ILIF(), torch.float32, False).par
+    par = cpu.form_config(ILIF().fused_form(), torch.float32)[1]
     rng = np.random.default_rng(0)
     rows = (rng.standard_normal((15, ROW)) * 1.5 + 0.3).astype(np.float32)
     # the σ(M) row: values of σ, which the forward steps overwrite with σ(M) and the spikes
-    # packed in; the adjoint reads a copy of it (the copy of 1024 L1-resident values is timed)
+    # packed in; the adjoint reads it
     rows[7] = rng.random(ROW).astype(np.float32) * 0.98 + 0.01
     bits = (rng.random(ROW) < 0.3).astype(np.uint8)
     k = 4000
@@ -194,22 +197,24 @@ class _Kernels:
     """The forward and backward kernels on prepared arrays of the main size (no allocation).
 
     As in a real call, the forward writes what the backward reads (ILIF with the MPIU and CLIF:
-    σ with the spikes packed in, into the dL/dx buffer; else the uint8 spikes), and the backward
-    overwrites it with dL/dx: a backward must follow a forward."""
+    σ with the spikes packed in; else the uint8 spikes) and the backward writes dL/dx into a
+    buffer of its own: a backward must follow a forward."""
 
     def __init__(self, neuron, shape: tuple[int, int] = MAIN) -> None:
         steps, n = shape
         self.shape = shape
         self.x = _main_input(steps, n).numpy()
         self.gout = _main_input(steps, n).numpy()[::-1].copy()
-        conf = cpu._config(neuron, torch.float32, False)
-        self.cfg, self.par = conf.cfg, conf.par
-        packed = conf.cfg[ops.KIND] != ops.KIND_ILIF or conf.cfg[ops.MPIU] != 0
-        n_state = len(neuron.initial_state(torch.zeros(1)))
+        form = neuron.fused_form()
+        self.family = form.family
+        self.cfg, self.par = cpu.form_config(form, torch.float32)
+        packed = cpu._packed(form.family, form.flags)
+        n_state = form.state_size
         self.state0 = np.zeros((n_state, 0), np.float32)
         self.adj = np.zeros((n_state, 0), np.float32)
         self.spikes = np.empty((steps, n), np.float32)
         self.bits = np.empty((0 if packed else steps, n), np.uint8)
+        self.sgm = np.zeros((steps if packed else 0, n), np.float32)
         self.final = np.empty((n_state, n), np.float32)
         self.gx = np.zeros((steps, n), np.float32)
         self.stats = np.zeros((0, 3, steps))
@@ -217,14 +222,14 @@ class _Kernels:
     def forward(self, chunk: int) -> None:
         cfg = self.cfg.copy()
         cfg[ops.CHUNK_LEN] = chunk
-        cpu._launch("forward", -(-self.shape[1] // chunk), self.x, self.state0, self.spikes,
-                    self.bits, self.gx, self.final, self.par, cfg, self.stats)
+        cpu._launch(self.family, "forward", -(-self.shape[1] // chunk), self.x, self.state0,
+                    self.spikes, self.bits, self.sgm, self.final, self.par, cfg, self.stats)
 
     def backward(self, chunk: int) -> None:
         cfg = self.cfg.copy()
         cfg[ops.CHUNK_LEN] = chunk
-        cpu._launch("backward", -(-self.shape[1] // chunk), self.x, self.bits, self.gout,
-                    self.state0, self.adj, self.gx, self.par, cfg)
+        cpu._launch(self.family, "backward", -(-self.shape[1] // chunk), self.x, self.bits,
+                    self.sgm, self.gout, self.state0, self.adj, self.gx, self.par, cfg)
 
 
 def section_row_cost(args: argparse.Namespace) -> dict[str, Any]:
@@ -248,18 +253,18 @@ def section_row_cost(args: argparse.Namespace) -> dict[str, Any]:
 
 @njit(error_model="numpy")
 def _write_final_state(dst, ws, stream):
-    ops.wide_vectors()
+    wide_vectors()
     n = dst.shape[1]
     ch = ws.shape[1]
     for lo in range(0, n, ch):
         m = min(ch, n - lo)
         for k in range(dst.shape[0]):
             if stream:
-                ops.stream_row(ops.row(dst, k, lo, m), ops.row(ws, k, 0, m))
+                stream_row(row(dst, k, lo, m), row(ws, k, 0, m))
             else:
-                ops.copy_row(ops.row(dst, k, lo, m), ops.row(ws, k, 0, m))
+                copy_row(row(dst, k, lo, m), row(ws, k, 0, m))
     if stream:
-        ops._store_fence()
+        _store_fence()
 
 
 def section_final_state(args: argparse.Namespace) -> dict[str, Any]:
@@ -361,7 +366,7 @@ for dtype in (torch.float32, torch.float64):
 
 def section_compile(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache,
+        env = {**os.environ, "ILIF_CACHE_DIR": cache, "NUMBA_CACHE_DIR": cache,
                "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
                                               os.environ.get("PYTHONPATH", "")])}
         walls = []

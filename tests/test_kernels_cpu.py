@@ -219,12 +219,12 @@ def test_sigma_packing_round_trip(dtype) -> None:
     kernels can produce (about e^-87 in float32, e^-700 in float64) up to 1."""
     from numba import njit
 
-    ops = cpu._ops()
+    from ilif.kernels.numba_ops.fastmath import pack_sigma, unpack_sigma
 
     @njit(error_model="numpy")
     def round_trip(sg, b, out, spiked, sloped):
         for j in range(sg.shape[0]):
-            out[j], spiked[j], sloped[j] = ops.unpack_sigma(ops.pack_sigma(sg[j], b[j]))
+            out[j], spiked[j], sloped[j] = unpack_sigma(pack_sigma(sg[j], b[j]))
 
     tiny = np.exp(-87.0) if dtype == np.float32 else np.exp(-700.0)
     values = np.array([tiny, 1e-30, 1e-7, 0.25, 0.5, 0.7310586, 1 - 1e-7, 1.0], dtype)
@@ -241,7 +241,8 @@ def test_sigma_packing_round_trip(dtype) -> None:
 def test_stream_rows_copy_every_alignment(dtype) -> None:
     """The streaming-store copy of the final state writes exactly the source, for rows that start
     anywhere in a 64-byte line and end anywhere (head, whole lines, tail), and nothing else."""
-    ops = cpu._ops()
+    from ilif.kernels.numba_ops.rows import stream_rows
+
     rng = np.random.default_rng(3)
     lanes = 64 // np.dtype(dtype).itemsize
     block = np.zeros(4096 // np.dtype(dtype).itemsize, dtype)  # numpy's data: 16-byte aligned
@@ -252,7 +253,7 @@ def test_stream_rows_copy_every_alignment(dtype) -> None:
             lo = start + offset
             src = rng.standard_normal((2, n)).astype(dtype)
             dst = block[lo:lo + 2 * n].reshape(2, n)
-            ops.stream_rows(dst, src)
+            stream_rows(dst, src)
             assert np.array_equal(dst, src), (offset, n)
             assert (block[:lo] == -1).all() and (block[lo + 2 * n:] == -1).all(), (offset, n)
 
@@ -261,13 +262,14 @@ def test_width_is_a_runtime_argument() -> None:
     """A γ sweep, or another surrogate, compiles nothing new."""
     x = _input((2, 64), seed=1).requires_grad_()  # one chunk: the drivers run in this thread
     torch.autograd.grad(LIF(backend="cpu", surrogate="atan", width=0.3)(x).sum(), x)
-    ops = cpu._ops()
-    before = (len(ops.forward.signatures), len(ops.backward.signatures))
+    drivers = cpu._ops().drivers
+    before = (len(drivers.ilif_forward.signatures), len(drivers.ilif_backward.signatures))
     for surrogate, _ in SURROGATE_WIDTHS:
         for width in (0.25, 0.5, 2.0):
             neuron = ILIF(backend="cpu", surrogate=surrogate, width=width)
             torch.autograd.grad(neuron(x).sum(), x)
-    assert (len(ops.forward.signatures), len(ops.backward.signatures)) == before
+    assert (len(drivers.ilif_forward.signatures),
+            len(drivers.ilif_backward.signatures)) == before
 
 
 def test_threads_agree() -> None:
@@ -359,13 +361,14 @@ def test_openmp_blocks_cover_each_chunk_once() -> None:
     left, at least one chunk, until every chunk is taken."""
     from numba import njit
 
-    from ilif.kernels import _numba_ops as ops
+    from ilif.kernels.numba_ops import layout as ops
+    from ilif.kernels.numba_ops.omp import next_block
 
     @njit
     def take_all(meta):
         out = []
         while True:
-            c0, c1 = ops.next_block(meta)
+            c0, c1 = next_block(meta)
             if c0 >= c1:
                 return out
             out.append((c0, c1))
@@ -500,9 +503,8 @@ def test_auto_uses_fused_kernel_on_cpu(cls, dtype) -> None:
     [
         (lambda: PLIF(), _input((2, 30), seed=1)),
         (lambda: ALIF(), _input((2, 30), seed=1)),
-        (lambda: ILIF(), _input((2, 30), seed=1).to(torch.bfloat16)),
     ],
-    ids=["plif", "alif", "bfloat16"],
+    ids=["plif", "alif"],
 )
 def test_auto_falls_back_to_eager(make, x) -> None:
     neuron = make()
@@ -514,11 +516,36 @@ def test_auto_falls_back_to_eager(make, x) -> None:
     assert torch.equal(spikes, ref(x))
 
 
-def test_auto_falls_back_under_autocast() -> None:
-    x = _input((2, 30), seed=1)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", ["ilif", "clif", "lif"])
+def test_half_precision_input_runs_in_float32(name: str, dtype: torch.dtype) -> None:
+    """bfloat16/float16 in: the kernel runs in float32 on the upcast input, so the spikes equal
+    the eager loop's on ``x.float()``; spikes, final state and dL/dx come back in the input
+    dtype, dL/dx the float32 gradient rounded to it."""
+    x32 = _input((5, 3, 40), seed=61)
+    x = x32.to(dtype).requires_grad_()
+    ref, fused = _pair(name, "sigmoid", 1.0)
+    grad_out = _input(x.shape, seed=62)
+    spikes, state, (gx,) = _run(fused, x, grad_out.to(dtype))
+    ref_spikes, ref_state, (ref_gx,) = _run(ref, x.detach().float(), grad_out.to(dtype).float())
+    assert spikes.dtype == dtype and gx.dtype == dtype and state[0].dtype == dtype
+    assert torch.equal(spikes.float(), ref_spikes)
+    torch.testing.assert_close(gx, ref_gx.to(dtype), rtol=0, atol=0)
+    for got, want in zip(state, ref_state, strict=True):
+        torch.testing.assert_close(got, want.detach().to(dtype), rtol=0, atol=0)
+
+
+def test_runs_under_cpu_autocast() -> None:
+    """Under CPU autocast a conv hands the neuron bfloat16: the fused kernel runs (in float32)
+    and the result equals the neuron on the same bfloat16 input outside autocast."""
+    conv = torch.nn.Conv2d(2, 4, 3, padding=1)
+    x = _input((3, 2, 2, 8, 8), seed=63)
     with _spy() as spy, torch.autocast("cpu", dtype=torch.bfloat16):
-        ILIF()(x)
-    assert spy.call_count == 0
+        current = conv(x.flatten(0, 1)).unflatten(0, (3, 2))
+        spikes = ILIF()(current)
+    assert spy.call_count == 1 and current.dtype == torch.bfloat16
+    assert spikes.dtype == torch.bfloat16
+    assert torch.equal(spikes, ILIF(backend="cpu")(current.detach()))
 
 
 @pytest.mark.parametrize(
@@ -526,9 +553,9 @@ def test_auto_falls_back_under_autocast() -> None:
     [
         (lambda: PLIF(backend="cpu"), _input((2, 30), seed=1), "PLIF"),
         (lambda: ALIF(backend="cpu"), _input((2, 30), seed=1), "ALIF"),
-        (lambda: LIF(backend="cpu"), _input((2, 30), seed=1).half(), "dtype"),
+        (lambda: LIF(backend="cpu"), _input((2, 30), seed=1).to(torch.float8_e5m2), "dtype"),
     ],
-    ids=["plif", "alif", "half"],
+    ids=["plif", "alif", "float8"],
 )
 def test_explicit_cpu_backend_says_why_not(make, x, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):

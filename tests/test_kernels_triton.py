@@ -18,6 +18,7 @@ import torch
 triton = pytest.importorskip("triton")  # imported in its compiled mode: the kernels must cope
 
 from ilif.kernels.triton_kernels import triton_available, triton_multi_step  # noqa: E402
+from ilif.neurons import NeuronStats  # noqa: E402
 from ilif.neurons.modules import ALIF, CLIF, ILIF, LIF, PLIF  # noqa: E402
 from ilif.surrogate import SURROGATES, Surrogate  # noqa: E402
 
@@ -29,6 +30,19 @@ GRAD_ATOL = 1e-6
 @pytest.fixture(autouse=True)
 def triton_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+def _triton(neuron, x, state, want_stats, **kwargs):
+    """:func:`triton_multi_step` on ``neuron``'s fused form, its results as the neuron's
+    state type and :class:`NeuronStats` (None where it declines)."""
+    form = neuron.fused_form()
+    result = None if form is None else triton_multi_step(form, x, state, want_stats, **kwargs)
+    if result is None:
+        return None
+    spikes, final, sums = result
+    stats = None if sums is None else NeuronStats(
+        spikes=sums[0], open=sums[1], surrogate_sum=sums[2], neurons=x[0].numel())
+    return spikes, neuron.state_type(*final), stats
 
 
 def _input(steps: int, shape=(37,), dtype=torch.float32, seed: int = 0) -> torch.Tensor:
@@ -53,7 +67,7 @@ def _compare(
 ):
     """Run both paths on ``x`` from ``state``; assert equal spikes, gradients (with respect to
     ``leaf``, default ``x``) and final state."""
-    result = triton_multi_step(neuron, x, state, want_stats, block=block, chunk=chunk)
+    result = _triton(neuron, x, state, want_stats, block=block, chunk=chunk)
     assert result is not None, "the Triton path declined a supported neuron"
     spikes, final, stats = result
     ref_spikes, ref_final, ref_h = neuron.multi_step_torch(x, state, keep_h=True)
@@ -122,7 +136,7 @@ def _state_gradients(neuron, x, state, weights, **kwargs):
     for path in ("triton", "torch"):
         leaves = type(state)(*(t.detach().clone().requires_grad_() for t in state))
         if path == "triton":
-            spikes, final, _ = triton_multi_step(neuron, x, leaves, False, **kwargs)
+            spikes, final, _ = _triton(neuron, x, leaves, False, **kwargs)
         else:
             spikes, final, _ = neuron.multi_step_torch(x, leaves)
         loss = (spikes * weights[0]).sum()
@@ -197,7 +211,7 @@ def test_half_input_computes_in_float32():
     neuron = ILIF(tau=1.1, surrogate="sigmoid", width=1.0)
     x16 = _input(6, shape=(23,), dtype=torch.float16, seed=11)
     x32 = x16.detach().float().requires_grad_()
-    spikes, final, _ = triton_multi_step(neuron, x16, neuron.initial_state(x16[0]), False)
+    spikes, final, _ = _triton(neuron, x16, neuron.initial_state(x16[0]), False)
     ref_spikes, ref_final, _ = neuron.multi_step_torch(x32, neuron.initial_state(x32[0]))
     assert spikes.dtype == torch.float16 and final.v.dtype == torch.float16
     torch.testing.assert_close(spikes.float(), ref_spikes, rtol=0, atol=0)
@@ -271,7 +285,7 @@ def test_statistics_equal_the_eager_monitor(surrogate):
 def test_no_statistics_unless_asked():
     neuron = LIF()
     x = _input(2)
-    assert triton_multi_step(neuron, x, neuron.initial_state(x[0]), False)[2] is None
+    assert _triton(neuron, x, neuron.initial_state(x[0]), False)[2] is None
 
 
 # ------------------------------------------------------------------------------------ guards
@@ -294,29 +308,29 @@ class _CustomSurrogate(Surrogate):
 def test_declines_what_it_does_not_implement(make):
     neuron = make()
     x = _input(3)
-    assert triton_multi_step(neuron, x, neuron.initial_state(x[0]), False) is None
+    assert _triton(neuron, x, neuron.initial_state(x[0]), False) is None
 
 
 def test_declines_integer_input():
     neuron = ILIF()
     xi = torch.ones(3, 4, dtype=torch.int32)
-    assert triton_multi_step(neuron, xi, neuron.initial_state(xi[0].float()), False) is None
+    assert _triton(neuron, xi, neuron.initial_state(xi[0].float()), False) is None
 
 
 def test_rejects_a_bad_block_or_chunk():
     neuron = LIF()
     x = _input(2)
     with pytest.raises(ValueError, match="block must be a power of two"):
-        triton_multi_step(neuron, x, neuron.initial_state(x[0]), False, block=24)
+        _triton(neuron, x, neuron.initial_state(x[0]), False, block=24)
     with pytest.raises(ValueError, match="chunk must be a positive number of steps"):
-        triton_multi_step(neuron, x, neuron.initial_state(x[0]), False, chunk=0)
+        _triton(neuron, x, neuron.initial_state(x[0]), False, chunk=0)
 
 
 def test_needs_cuda_when_not_interpreting(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     neuron = LIF()
     x = _input(2)
-    assert triton_multi_step(neuron, x, neuron.initial_state(x[0]), False) is None
+    assert _triton(neuron, x, neuron.initial_state(x[0]), False) is None
 
 
 def test_available_and_lazy():
@@ -326,3 +340,16 @@ def test_available_and_lazy():
         "assert 'triton' not in sys.modules, 'triton imported eagerly'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_operators_pass_opcheck():
+    """The Triton kernels as ``torch.library`` operators: schema, fake implementation and
+    autograd registration agree with the eager launch (under the interpreter here)."""
+    from ilif.kernels.triton_kernels import prepare
+
+    neuron = ILIF(tau=1.1, surrogate="sigmoid", width=1.0)
+    x = _input(4, shape=(19,), seed=21)
+    state = _random_state(neuron, x[0], seed=22)
+    call = prepare(neuron.fused_form(), x, type(state)(*(t.requires_grad_() for t in state)))
+    args = (call.x2d, call.state2d, call.params, [int(v) for v in call.config], True, 16, None)
+    torch.library.opcheck(torch.ops.ilif.triton_forward.default, args)

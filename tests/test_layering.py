@@ -41,20 +41,7 @@ def test_every_package_has_a_layering_line_and_the_layers_form_no_cycle() -> Non
     assert find_cycle(LAYERS) is None, f"the README's layers have a cycle: {find_cycle(LAYERS)}"
 
 
-def _package_params():
-    params = []
-    for package in PACKAGES:
-        marks = []
-        if package == "kernels":
-            marks.append(pytest.mark.xfail(
-                strict=True,
-                reason="ilif.kernels still imports ilif.neurons; the one-way kernel contract "
-                "(FusedForm) removes it"))
-        params.append(pytest.param(package, marks=marks, id=package))
-    return params
-
-
-@pytest.mark.parametrize("package", _package_params())
+@pytest.mark.parametrize("package", PACKAGES)
 def test_package_imports_only_the_packages_of_its_layering_line(package: str) -> None:
     allowed = LAYERS.get(package, set())
     wrong = {
@@ -69,7 +56,6 @@ def test_package_imports_only_the_packages_of_its_layering_line(package: str) ->
 
 def test_no_import_cycle_between_packages() -> None:
     graph = {a: set(targets) for a, targets in imports_between_packages().items()}
-    graph["kernels"] = graph.get("kernels", set()) - {"neurons"}  # see the xfail above
     assert find_cycle(graph) is None, f"import cycle between packages: {find_cycle(graph)}"
 
 

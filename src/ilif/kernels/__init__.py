@@ -1,19 +1,26 @@
 """Fused multi-step kernels (CPU and Triton) behind the neurons' ``backend`` argument.
 
-``backend="auto"``: the fused CPU kernel (:mod:`ilif.kernels.cpu`) for CPU float32/float64
-LIF, ILIF and CLIF; the Triton kernels (:mod:`ilif.kernels.triton_kernels`) for CUDA tensors when
-Triton is installed; otherwise None, and the neuron runs its eager loop. ``"cpu"`` and
-``"triton"`` force a kernel and raise a ValueError (or an ImportError naming the missing package)
-saying why when it cannot run.
+A neuron describes itself as a :class:`FusedForm` (``Neuron.fused_form()``); the kernels take
+that and tensors only (docs/performance.md). ``backend="auto"``: the fused CPU kernel
+(:mod:`ilif.kernels.cpu`) for CPU float32/float64 inputs; the Triton kernels
+(:mod:`ilif.kernels.triton_kernels`) for CUDA tensors when Triton is installed; otherwise None,
+and the neuron runs its eager loop. ``"cpu"`` and ``"triton"`` force a kernel and raise a
+ValueError (or an ImportError naming the missing package) saying why when it cannot run.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
 
 from torch import Tensor
 
-__all__ = ["fused_multi_step", "triton_module"]
+from ilif.kernels import cpu as _cpu
+from ilif.kernels.contract import FusedForm
+
+__all__ = ["FusedForm", "FusedResult", "fused_multi_step", "triton_module"]
+
+# (spikes, final state rows, float64 statistics [3, T] or None)
+FusedResult = tuple[Tensor, tuple[Tensor, ...], "Tensor | None"]
 
 
 def triton_module():
@@ -23,7 +30,8 @@ def triton_module():
     return triton_kernels if triton_kernels.triton_available() else None
 
 
-def _run_triton(neuron, x_seq: Tensor, state: NamedTuple, want_stats: bool, explicit: bool):
+def _run_triton(form: FusedForm, x_seq: Tensor, state: Sequence[Tensor], want_stats: bool,
+                explicit: bool) -> FusedResult | None:
     module = triton_module()
     if module is None:
         if explicit:
@@ -32,38 +40,38 @@ def _run_triton(neuron, x_seq: Tensor, state: NamedTuple, want_stats: bool, expl
                 "(on a CUDA machine), or use backend='auto' / 'cpu' / 'torch'"
             )
         return None
-    result = module.triton_multi_step(neuron, x_seq, state, want_stats)
+    result = module.triton_multi_step(form, x_seq, state, want_stats)
     if result is None and explicit:
         raise ValueError(
-            f"backend='triton' has no kernel for {type(neuron).__name__} with input "
+            f"backend='triton' has no kernel for the {form.family!r} family with input "
             f"dtype={x_seq.dtype} on device={x_seq.device}; use backend='auto' or 'torch'"
         )
     return result
 
 
-def fused_multi_step(neuron, x_seq: Tensor, state: NamedTuple, want_stats: bool, backend: str):
-    """Run ``neuron`` over ``x_seq`` with a fused kernel, or return None where none applies.
+def fused_multi_step(form: FusedForm, x_seq: Tensor, state: Sequence[Tensor], zero_state: bool,
+                     want_stats: bool, backend: str) -> FusedResult | None:
+    """Run the neuron described by ``form`` over ``x_seq`` from ``state`` (its rows;
+    ``zero_state``: the all-zero state of a fresh neuron) with a fused kernel, or return None
+    where none applies.
 
-    Returns ``(spikes, final_state, stats)``; ``stats`` is a :class:`ilif.neurons.NeuronStats`
-    when ``want_stats``. ``backend="auto"`` returns None when no kernel fits (the caller then runs
-    the eager loop); an explicit ``"cpu"``/``"triton"`` that cannot run raises instead.
+    Returns ``(spikes, final_state_rows, stats)``; ``stats`` is a float64 ``[3, T]`` tensor
+    (spike count, gradient-open count, Σ g(h) per step) when ``want_stats``, else None.
+    ``backend="auto"`` returns None when no kernel fits (the caller then runs the eager loop); an
+    explicit ``"cpu"``/``"triton"`` that cannot run raises instead.
     """
     if backend == "triton":
-        return _run_triton(neuron, x_seq, state, want_stats, explicit=True)
+        return _run_triton(form, x_seq, state, want_stats, explicit=True)
     if backend == "cpu":
-        from ilif.kernels.cpu import cpu_multi_step
-
-        return cpu_multi_step(neuron, x_seq, state, want_stats)
+        return _cpu.cpu_multi_step(form, x_seq, state, zero_state, want_stats)
     if backend != "auto":
         raise ValueError(
             f"backend must be 'auto', 'torch', 'cpu' or 'triton', got backend={backend!r}"
         )
     if x_seq.is_cuda:
-        return _run_triton(neuron, x_seq, state, want_stats, explicit=False)
+        return _run_triton(form, x_seq, state, want_stats, explicit=False)
     if x_seq.device.type != "cpu":
         return None
-    from ilif.kernels.cpu import run_checked, unsupported_reason
-
-    if unsupported_reason(neuron, x_seq, state) is not None:
+    if _cpu.unsupported_reason(form, x_seq, state) is not None:
         return None
-    return run_checked(neuron, x_seq, state, want_stats)
+    return _cpu.run_checked(form, x_seq, state, zero_state, want_stats)

@@ -7,7 +7,7 @@ its second thread ran at half speed for most of a call. Launched through ``GOMP_
 OpenMP runtime that torch has loaded, the kernel runs on those very threads instead.
 
 The launch: ``GOMP_parallel(body, meta, n_threads, 0)`` (through ctypes, which releases the GIL)
-with ``body`` a numba ``cfunc`` (:func:`ilif.kernels._numba_ops.omp_bodies`) that rebuilds the
+with ``body`` a numba ``cfunc`` (:func:`ilif.kernels.numba_ops.omp.omp_bodies`) that rebuilds the
 arrays from the addresses and shapes in ``meta`` (an int64 array) and takes blocks of chunks from
 a shared counter in ``meta[0]`` with a compare-and-swap, each block a share of what is left
 (OpenMP's guided schedule). Where torch has
@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ilif.kernels import _numba_ops as ops
+from ilif.kernels.numba_ops import layout as ops
+from ilif.kernels.numba_ops.omp import omp_bodies
 
 
 def _find_libgomp() -> str | None:
@@ -61,9 +62,10 @@ def runtime() -> Any:
     return fn
 
 
-def run(kind: str, n_chunks: int, n_threads: int, arrays: tuple[Any, ...],
+def run(family: str, kind: str, n_chunks: int, n_threads: int, arrays: tuple[Any, ...],
         dtype: np.dtype) -> None:
-    """Run the driver ``kind`` ("forward" or "backward") for float ``dtype`` over ``n_chunks``
+    """Run the driver ``kind`` ("forward" or "backward") of the kernel ``family`` for float
+    ``dtype`` over ``n_chunks``
     chunks on ``n_threads`` of torch's OpenMP threads; ``arrays`` are its array arguments in
     order (C-contiguous numpy arrays or CPU tensors)."""
     fields = [0] * ops.HEADER  # the shared chunk counter starts at 0
@@ -77,5 +79,5 @@ def run(kind: str, n_chunks: int, n_threads: int, arrays: tuple[Any, ...],
             raise ValueError("the OpenMP launch needs C-contiguous arrays")
         fields += [address, *shape, *(0,) * (ops.PER_ARRAY - 1 - len(shape))]
     meta = np.array(fields, np.int64)
-    body = ops.omp_bodies(dtype)[kind]
+    body = omp_bodies(family, np.dtype(dtype))[kind]
     runtime()(body.address, meta.ctypes.data, n_threads, 0)

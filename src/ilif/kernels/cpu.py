@@ -1,102 +1,102 @@
-"""The fused multi-step CPU path: one numba pass forward, one BPTT pass backward.
+"""The fused multi-step CPU path: one numba pass forward, one BPTT pass backward, as PyTorch
+operators (``torch.ops.ilif.fused_cpu_forward`` / ``fused_cpu_backward``, docs/performance.md).
 
-:class:`FusedNeuronFunction` is the autograd function. Its forward runs the whole time loop
-(:func:`ilif.kernels._numba_ops.forward`) and keeps, per neuron-step, beside the input ``x``
-that autograd already holds (a contiguous copy is made, and saved, only for non-contiguous
-input): for ILIF with the MPIU and CLIF σ(M) resp. σ(C) with the spike packed in, written into
-the buffer that the backward turns into dL/dx (4 bytes in float32, no extra allocation); for LIF
-and ILIF without the MPIU the spikes as uint8 (1 byte). Its backward
-(:func:`ilif.kernels._numba_ops.backward`) rebuilds the other per-step values chunk by chunk
-(cheap without the exponentials, and cache-resident) and runs BPTT backwards in time.
-Gradients flow to the input, to the initial state and from the final state, exactly as through
-the eager loop, so calls can be chained; a second backward through a retained graph runs the
-forward again for what the first one consumed.
+The forward operator runs the whole time loop (:mod:`ilif.kernels.numba_ops.drivers`) and, when
+a gradient will be needed, returns beside the spikes, the final state and the per-step statistics
+what the backward needs per neuron-step: for ILIF with the MPIU and CLIF σ(M) resp. σ(C) with the
+spike packed in (4 bytes in float32); for LIF and ILIF without the MPIU the spikes as uint8
+(1 byte). Autograd keeps these and the input ``x`` (and the initial state, unless it is the zero
+state of a fresh neuron). The backward operator rebuilds the other per-step values chunk by chunk
+(cheap without the exponentials, and cache-resident) and runs BPTT backwards in time into a new
+dL/dx buffer; what the forward kept is only read, so a second backward through a retained graph
+gives the same result. Gradients flow to the input, to the initial state and from the final
+state, exactly as through the eager loop, so calls can be chained.
 
-Supported: LIF, ILIF (every flag), CLIF; every surrogate, any width; float32 and float64.
+Both operators have fake implementations and an autograd formula (``torch.library``), so
+``torch.compile`` and ``torch.export`` trace them as single nodes.
+
+The kernels take a :class:`ilif.kernels.contract.FusedForm` and tensors only. Supported: the
+families ``"ilif"`` (LIF, ILIF with every flag) and ``"clif"``; every surrogate, any width;
+float32 and float64, and bfloat16/float16 run in float32 (also under CPU autocast).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 import threading
 import weakref
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ilif.neurons import functional as F
-from ilif.neurons.base import Neuron, NeuronStats
+from ilif.kernels.contract import FAMILY_STATE, FusedForm
 
-__all__ = ["cpu_multi_step", "run_checked", "unsupported_reason", "FusedNeuronFunction"]
+__all__ = ["cpu_multi_step", "run_checked", "unsupported_reason", "BufferCache", "BUFFERS"]
 
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
-_STEP_KIND = {F.lif_step: "lif", F.ilif_step: "ilif", F.clif_step: "clif"}
+# inputs run in float32: cast at the operator's boundary, spikes and dL/dx in the input dtype
+_UPCAST_DTYPES = (torch.bfloat16, torch.float16)
+_HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 
 
 def _ops():
-    """The numba module, imported (and its kernels compiled or loaded from cache) on first use."""
-    from ilif.kernels import _numba_ops
+    """The numba kernels (:mod:`ilif.kernels.numba_ops`), imported on first use; each variant
+    compiles (or loads from the cache) when it first runs."""
+    from ilif.kernels import numba_ops
 
-    return _numba_ops
+    return numba_ops
 
 
-def unsupported_reason(neuron: Neuron, x_seq: Tensor, state: NamedTuple) -> str | None:
-    """Why the fused CPU kernel cannot run this call, or None when it can."""
-    kind = _STEP_KIND.get(type(neuron).step_fn)
-    if kind is None or neuron.kind not in ("lif", "ilif", "clif"):
-        return (
-            f"no fused CPU kernel for {type(neuron).__name__} (kind {neuron.kind!r}); "
-            "it exists for LIF, ILIF and CLIF"
-        )
-    if isinstance(neuron.decay, Tensor):
-        return f"{type(neuron).__name__} has a tensor (learnable) decay"
+def unsupported_reason(form: FusedForm, x_seq: Tensor, state: Sequence[Tensor]) -> str | None:
+    """Why the fused CPU kernel cannot run ``form`` on this call, or None when it can."""
+    if form.family not in FAMILY_STATE:  # pragma: no cover - FusedForm checks it
+        return f"no fused CPU kernel for the family {form.family!r}"
     if x_seq.device.type != "cpu":
         return f"the input is on {x_seq.device}, the fused CPU kernel needs CPU tensors"
-    if x_seq.dtype not in _SUPPORTED_DTYPES:
-        return f"input dtype {x_seq.dtype} (the fused CPU kernel runs float32 and float64)"
-    if torch.is_autocast_enabled("cpu"):
-        return "CPU autocast is enabled (the fused CPU kernel runs float32/float64 only)"
+    if x_seq.dtype not in _SUPPORTED_DTYPES + _UPCAST_DTYPES:
+        return (f"input dtype {x_seq.dtype} (the fused CPU kernel runs float32 and float64, "
+                "and bfloat16/float16 in float32)")
+    if len(state) != form.state_size:
+        return f"the state has {len(state)} rows, the fused form {form.state_size}"
     if any(t.dtype != x_seq.dtype or t.device != x_seq.device for t in state):
         return "the state's dtype or device differs from the input's"
-    try:
-        import numba  # noqa: F401
-    except ImportError:  # pragma: no cover - numba is a runtime dependency
+    if not _HAVE_NUMBA:  # pragma: no cover - numba is a runtime dependency
         return "numba is not installed (pip install numba)"
     return None
 
 
-class _Config(NamedTuple):
-    """Everything a call needs besides tensors: kernel arrays and the stats request."""
-
-    cfg: np.ndarray  # int64[CFG_SIZE]
-    par: np.ndarray  # dtype[PAR_SIZE]
-
-
-def _config(neuron: Neuron, dtype: torch.dtype, want_stats: bool) -> _Config:
+@functools.lru_cache(maxsize=256)
+def _config(family: str, flags: tuple[int, ...], params: tuple[float, ...],
+            dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The kernels' ``cfg`` (int64) and ``par`` (in the input dtype) arrays of a fused form
+    (:mod:`ilif.kernels.numba_ops.layout`); callers copy ``cfg`` before changing it."""
     ops = _ops()
-    p = neuron.params()
+    ciu, mpiu, detach_reset, detach_inhibition, surrogate = flags
+    decay, threshold, ciu_gain, mpiu_gain, tau, width = params
     cfg = np.zeros(ops.CFG_SIZE, np.int64)
-    par = np.zeros(ops.PAR_SIZE, np.float32 if dtype == torch.float32 else np.float64)
-    cfg[ops.KIND] = ops.KIND_CLIF if neuron.kind == "clif" else ops.KIND_ILIF
-    cfg[ops.DETACH_RESET] = int(p.detach_reset)
-    if neuron.kind == "ilif":
-        cfg[ops.CIU], cfg[ops.MPIU] = int(p.ciu), int(p.mpiu)
-        cfg[ops.DETACH_INHIBITION] = int(p.detach_inhibition)
-        par[ops.CIU_GAIN], par[ops.MPIU_GAIN] = p.ciu_gain, p.mpiu_gain
-    if neuron.kind == "clif":
-        par[ops.TAU] = p.tau
-    cfg[ops.SURROGATE] = neuron.surrogate.code
-    cfg[ops.WANT_STATS] = int(want_stats)
-    par[ops.LAMBDA] = float(p.decay)
-    par[ops.THRESHOLD] = p.v_threshold
-    par[ops.WIDTH] = neuron.surrogate.width
-    par[ops.HALF_WIDTH] = 0.5 * neuron.surrogate.width
-    par[ops.PI_OVER_WIDTH] = math.pi / neuron.surrogate.width
+    par = np.zeros(ops.PAR_SIZE, _NUMPY_DTYPES[dtype])
+    cfg[ops.KIND] = ops.FAMILIES[family]
+    cfg[ops.CIU], cfg[ops.MPIU] = ciu, mpiu
+    cfg[ops.DETACH_RESET], cfg[ops.DETACH_INHIBITION] = detach_reset, detach_inhibition
+    cfg[ops.SURROGATE] = surrogate
+    par[ops.LAMBDA], par[ops.THRESHOLD] = decay, threshold
+    par[ops.CIU_GAIN], par[ops.MPIU_GAIN], par[ops.TAU] = ciu_gain, mpiu_gain, tau
+    par[ops.WIDTH], par[ops.HALF_WIDTH] = width, 0.5 * width
+    par[ops.PI_OVER_WIDTH] = math.pi / width
     par[ops.ZERO], par[ops.ONE] = 0.0, 1.0
-    return _Config(cfg, par)
+    return cfg, par
+
+
+def form_config(form: FusedForm, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``(cfg, par)`` of ``form`` for inputs of ``dtype`` (copies, free to change)."""
+    cfg, par = _config(form.family, tuple(form.flags), tuple(form.params), dtype)
+    return cfg.copy(), par.copy()
 
 
 _EXECUTOR: ThreadPoolExecutor | None = None
@@ -120,13 +120,13 @@ def _run_chunks(kernel, n_chunks: int, *args: Any) -> None:
     ``torch.get_num_threads()`` threads (the kernels release the GIL).
 
     The threads take blocks of chunks from a shared counter, in the guided schedule of the OpenMP
-    launch (:func:`ilif.kernels._numba_ops.block_end`).
+    launch (:func:`ilif.kernels.numba_ops.omp.block_end`).
     """
     n_threads = max(1, min(torch.get_num_threads(), n_chunks))
     if n_threads == 1:
         kernel(*args, 0, n_chunks)
         return
-    block_end = _ops().block_end.py_func  # the plain Python function: a few calls per launch
+    block_end = _ops().omp.block_end.py_func  # the plain Python function: a few calls per launch
     next_chunk = 0
     counter_lock = threading.Lock()
 
@@ -150,23 +150,25 @@ def _run_chunks(kernel, n_chunks: int, *args: Any) -> None:
 USE_TORCH_OPENMP = True  # run the kernels on torch's OpenMP threads where it has GNU OpenMP
 
 
-def _launch(kind: str, n_chunks: int, *arrays: np.ndarray | Tensor) -> None:
-    """Run the driver ``kind`` ("forward" or "backward") of :mod:`ilif.kernels._numba_ops` over
-    ``n_chunks`` chunks on ``torch.get_num_threads()`` threads: torch's own OpenMP threads where
-    possible (:mod:`ilif.kernels._omp`: they may still be spinning after the previous torch op,
-    and threads of our own would share the cores with them), else :func:`_run_chunks`. The
-    arrays are contiguous numpy arrays or CPU tensors (the OpenMP launch reads a tensor's address
-    directly, which costs less than its numpy view)."""
+def _launch(family: str, kind: str, n_chunks: int, *arrays: np.ndarray | Tensor) -> None:
+    """Run the driver ``kind`` ("forward" or "backward") of ``family`` over ``n_chunks`` chunks
+    on ``torch.get_num_threads()`` threads: torch's own OpenMP threads where possible
+    (:mod:`ilif.kernels._omp`: they may still be spinning after the previous torch op, and
+    threads of our own would share the cores with them), else :func:`_run_chunks`. The arrays
+    are contiguous numpy arrays or CPU tensors (the OpenMP launch reads a tensor's address
+    directly, which costs less than its numpy view); the first one's dtype picks the variant."""
+    x = arrays[0]
+    dtype = np.dtype(_NUMPY_DTYPES[x.dtype]) if isinstance(x, Tensor) else x.dtype
+    ops = _ops()
+    ops.compile_variant(family, dtype)
     n_threads = max(1, min(torch.get_num_threads(), n_chunks))
     if n_threads > 1 and USE_TORCH_OPENMP:
         from ilif.kernels import _omp
 
         if _omp.runtime() is not None:
-            x = arrays[0]  # its dtype picks the kernel
-            dtype = np.dtype(_NUMPY_DTYPES[x.dtype]) if isinstance(x, Tensor) else x.dtype
-            _omp.run(kind, n_chunks, n_threads, arrays, dtype)
+            _omp.run(family, kind, n_chunks, n_threads, arrays, dtype)
             return
-    _run_chunks(getattr(_ops(), kind), n_chunks,
+    _run_chunks(ops.drivers.DRIVERS[family][kind], n_chunks,
                 *(_np(a) if isinstance(a, Tensor) else a for a in arrays))
 
 
@@ -233,134 +235,151 @@ BUFFERS = BufferCache(max_free_bytes=1 << 30)
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.uint8: np.uint8}
 
 
-class FusedNeuronFunction(torch.autograd.Function):
-    """``(x[T, N], state0[S, N]) -> (spikes[T, N], final_state[S, N])`` with fused BPTT.
-
-    Saved for backward: ILIF with the MPIU keeps σ(M) with the spike and the clamp's slope
-    packed into its sign and top exponent bit (T·N values), in the buffer that becomes dL/dx;
-    CLIF keeps σ(C) there with the spike in the sign bit; LIF and ILIF without the MPIU keep the
-    uint8 spikes (with the slope in bit 1). Also ``x`` itself (held by autograd anyway) and,
-    unless it is all zero, the initial state (S·N, once per call, not per step). The first
-    backward reads the kept values and overwrites them; a second one through a retained graph
-    runs the forward again to get them back.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, state0: Tensor, conf: _Config, stats_out: list,  # type: ignore[override]
-                zero_state: bool):
-        ops = _ops()
-        n_steps, n = x.shape
-        needs_grad = any(ctx.needs_input_grad[:2])
-        ctx.set_materialize_grads(False)  # an unused final state gets no zero-filled gradient
-        is_ilif = conf.cfg[ops.KIND] == ops.KIND_ILIF
-        # ILIF with the MPIU and CLIF keep σ(M) resp. σ(C) with the spikes packed in, in the
-        # buffer that the backward turns into dL/dx; LIF and ILIF without the MPIU the uint8 spikes
-        packed = not is_ilif or conf.cfg[ops.MPIU] != 0
-        spikes = BUFFERS.empty((n_steps, n), x.dtype)
-        bits = BUFFERS.empty((n_steps if needs_grad and not packed else 0, n), torch.uint8)
-        grad_buffer = BUFFERS.empty((n_steps if needs_grad and packed else 0, n), x.dtype)
-        final = BUFFERS.empty((state0.shape[0], n), x.dtype)
-        want_stats = bool(conf.cfg[ops.WANT_STATS])
-        cfg = conf.cfg.copy()
-        cfg[ops.CHUNK_LEN] = ops.chunk_len(n_steps, backward=False)
-        n_chunks = -(-n // int(cfg[ops.CHUNK_LEN]))
-        stats = np.zeros((n_chunks if want_stats else 0, 3, n_steps), np.float64)
-        # an all-zero initial state is passed as an empty array, which the kernel does not read
-        state_in = state0[:, :0] if zero_state else state0
-        _launch("forward", n_chunks, x, state_in, spikes, bits, grad_buffer, final, conf.par, cfg,
-                stats)
-        if want_stats:
-            stats_out.append(stats.sum(axis=0))
-        if needs_grad:
-            # an all-zero initial state (the first call after reset) is not kept
-            ctx.save_for_backward(x, bits, grad_buffer, *(() if zero_state else (state0,)))
-            ctx.kept_valid = True
-            ctx.state_shape = (state0.shape[0], n)
-            ctx.conf = conf
-        return spikes, final
-
-    @staticmethod
-    def backward(ctx, grad_spikes: Tensor | None, grad_final: Tensor | None):  # type: ignore[override]
-        ops = _ops()
-        x, bits, grad_buffer, *kept = ctx.saved_tensors
-        # without a kept state the initial state was zero: an empty array says so to the kernel
-        state0 = kept[0] if kept else x.new_empty((ctx.state_shape[0], 0))
-        grad_spikes = grad_spikes.contiguous() if grad_spikes is not None else torch.zeros_like(x)
-        want_state_grad = ctx.needs_input_grad[1]
-        if grad_final is not None:
-            adj = grad_final.contiguous().clone()  # the kernel turns it into dL/d(state0)
-        elif want_state_grad:
-            adj = x.new_zeros(ctx.state_shape)
-        else:
-            adj = x.new_empty((ctx.state_shape[0], 0))  # zero, and no dL/d(state0) wanted
-        n_steps, n = x.shape
-        cfg = ctx.conf.cfg.copy()
-        cfg[ops.CHUNK_LEN] = ops.chunk_len(n_steps, backward=True)
-        packed = grad_buffer.shape[0] != 0  # ILIF with the MPIU, CLIF: σ with the spikes
-        if packed and not ctx.kept_valid:
-            # a second backward through a retained graph: the first one overwrote σ and the
-            # spikes with dL/dx, so the forward runs again (the same operations, the same spikes)
-            grad_buffer = BUFFERS.empty(tuple(x.shape), x.dtype)
-            _refill_packed(x, state0, grad_buffer, ctx.conf)
-        ctx.kept_valid = False  # consumed: the kept values become dL/dx, in place
-        grad_x = grad_buffer if packed else BUFFERS.empty(tuple(x.shape), x.dtype)
-        _launch("backward", -(-n // int(cfg[ops.CHUNK_LEN])), x, bits, grad_spikes, state0, adj,
-                grad_x, ctx.conf.par, cfg)
-        return grad_x, (adj if want_state_grad else None), None, None, None
 
 
-def _refill_packed(x: Tensor, state0: Tensor, out: Tensor, conf: _Config) -> None:
-    """Write the forward's packed σ and spikes (ILIF with the MPIU, CLIF) into ``out[T, N]``."""
+def _packed(family: str, flags: Sequence[int]) -> bool:
+    """Whether the backward reads σ with the spikes packed in (ILIF with the MPIU, CLIF), not
+    the uint8 spikes."""
+    return family == "clif" or flags[1] != 0
+
+
+def _chunks(n: int, cfg: np.ndarray, n_steps: int, backward: bool) -> int:
+    """Set ``cfg[CHUNK_LEN]`` for a call over ``n`` neurons; returns the number of chunks."""
     ops = _ops()
+    cfg[ops.CHUNK_LEN] = ops.chunk_len(n_steps, backward=backward)
+    return -(-n // int(cfg[ops.CHUNK_LEN]))
+
+
+@torch.library.custom_op("ilif::fused_cpu_forward", mutates_args=(), device_types="cpu")
+def fused_cpu_forward(x: Tensor, state0: Tensor, family: str, flags: list[int],
+                      params: list[float], want_stats: bool,
+                      keep: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The fused forward of ``x[T, N]`` (contiguous) from ``state0[S, N]`` (``[S, 0]``: the zero
+    state). Returns the spikes ``[T, N]``, the final state ``[S, N]``, what the backward reads
+    (with ``keep``: σ with the spikes packed in ``[T, N]`` or the uint8 spikes ``[T, N]``; the
+    other ``[0, N]``) and the float64 statistics ``[3, T]`` (spike count, gradient-open count,
+    Σ g(h) per step; ``[0, T]`` without ``want_stats``)."""
     n_steps, n = x.shape
-    cfg = conf.cfg.copy()
-    cfg[ops.CHUNK_LEN] = ops.chunk_len(n_steps, backward=False)
-    cfg[ops.WANT_STATS] = 0
-    _launch("forward", -(-n // int(cfg[ops.CHUNK_LEN])), x, state0, x.new_empty((0, n)),
-            np.empty((0, n), np.uint8), out, x.new_empty((state0.shape[0], n)), conf.par, cfg,
-            np.zeros((0, 3, n_steps)))
+    x = x.contiguous()
+    state0 = state0.contiguous()
+    packed = _packed(family, flags)
+    spikes = BUFFERS.empty((n_steps, n), x.dtype)
+    bits = BUFFERS.empty((n_steps if keep and not packed else 0, n), torch.uint8)
+    sgm = BUFFERS.empty((n_steps if keep and packed else 0, n), x.dtype)
+    final = BUFFERS.empty((state0.shape[0], n), x.dtype)
+    cfg, par = form_config(FusedForm(family, tuple(flags), tuple(params), state0.shape[0]), x.dtype)
+    n_chunks = _chunks(n, cfg, n_steps, backward=False)
+    cfg[_ops().WANT_STATS] = int(want_stats)
+    stats = np.zeros((n_chunks if want_stats else 0, 3, n_steps), np.float64)
+    _launch(family, "forward", n_chunks, x, state0, spikes, bits, sgm, final, par, cfg, stats)
+    stats_out = (torch.from_numpy(stats.sum(axis=0)) if want_stats
+                 else torch.zeros((0, n_steps), dtype=torch.float64))
+    return spikes, final, sgm, bits, stats_out
+
+
+@fused_cpu_forward.register_fake
+def _(x, state0, family, flags, params, want_stats, keep):
+    n_steps, n = x.shape
+    packed = _packed(family, flags)
+    return (x.new_empty((n_steps, n)), x.new_empty((state0.shape[0], n)),
+            x.new_empty((n_steps if keep and packed else 0, n)),
+            x.new_empty((n_steps if keep and not packed else 0, n), dtype=torch.uint8),
+            x.new_empty((3 if want_stats else 0, n_steps), dtype=torch.float64))
+
+
+@torch.library.custom_op("ilif::fused_cpu_backward", mutates_args=(), device_types="cpu")
+def fused_cpu_backward(x: Tensor, state0: Tensor, sgm: Tensor, bits: Tensor, grad_spikes: Tensor,
+                       grad_final: Tensor | None, family: str, flags: list[int],
+                       params: list[float], want_state_grad: bool) -> tuple[Tensor, Tensor]:
+    """The fused BPTT of :func:`fused_cpu_forward`: dL/dx ``[T, N]`` and dL/d(initial state)
+    ``[S, N]`` (``[S, 0]`` when neither wanted nor a gradient at the final state given) from
+    dL/dS and dL/d(final state), reading what the forward kept (``sgm``, ``bits``)."""
+    n_steps, n = x.shape
+    x = x.contiguous()
+    n_state = state0.shape[0]
+    if grad_final is not None:
+        adj = grad_final.to(x.dtype).contiguous().clone()  # the kernel turns it into dL/d(state0)
+    elif want_state_grad:
+        adj = x.new_zeros((n_state, n))
+    else:
+        adj = x.new_empty((n_state, 0))  # zero, and no dL/d(state0) wanted
+    cfg, par = form_config(FusedForm(family, tuple(flags), tuple(params), n_state), x.dtype)
+    n_chunks = _chunks(n, cfg, n_steps, backward=True)
+    grad_x = BUFFERS.empty((n_steps, n), x.dtype)
+    _launch(family, "backward", n_chunks, x, bits.contiguous(), sgm.contiguous(),
+            grad_spikes.to(x.dtype).contiguous(), state0.contiguous(), adj, grad_x, par, cfg)
+    return grad_x, adj
+
+
+@fused_cpu_backward.register_fake
+def _(x, state0, sgm, bits, grad_spikes, grad_final, family, flags, params, want_state_grad):
+    n_state, n = state0.shape[0], x.shape[1]
+    wanted = grad_final is not None or want_state_grad
+    return x.new_empty(x.shape), x.new_empty((n_state, n if wanted else 0))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, state0, family, flags, params, _want_stats, _keep = inputs
+    _spikes, _final, sgm, bits, stats = output
+    ctx.mark_non_differentiable(sgm, bits, stats)
+    ctx.set_materialize_grads(False)  # an unused final state gets no zero-filled gradient
+    ctx.save_for_backward(x, state0, sgm, bits)
+    ctx.form = (family, flags, params)
+
+
+def _backward(ctx, grad_spikes, grad_final, _g_sgm, _g_bits, _g_stats):
+    x, state0, sgm, bits = ctx.saved_tensors
+    family, flags, params = ctx.form
+    if grad_spikes is None:
+        grad_spikes = torch.zeros_like(x)
+    want_state_grad = ctx.needs_input_grad[1]
+    grad_x, grad_state = torch.ops.ilif.fused_cpu_backward(
+        x, state0, sgm, bits, grad_spikes, grad_final, family, flags, params, want_state_grad)
+    return grad_x, (grad_state if want_state_grad else None), None, None, None, None, None
+
+
+fused_cpu_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
 def cpu_multi_step(
-    neuron: Neuron, x_seq: Tensor, state: NamedTuple, want_stats: bool
-) -> tuple[Tensor, NamedTuple, NeuronStats | None]:
-    """Run ``neuron`` over ``x_seq[T, *]`` from ``state`` with the fused CPU kernel.
+    form: FusedForm, x_seq: Tensor, state: Sequence[Tensor], zero_state: bool, want_stats: bool
+) -> tuple[Tensor, tuple[Tensor, ...], Tensor | None]:
+    """Run the neuron described by ``form`` over ``x_seq[T, *]`` from ``state`` (its rows, each
+    of the shape of one step; ``zero_state``: the all-zero state of a fresh neuron, not read)
+    with the fused CPU kernel.
 
-    Returns the spikes (shape and dtype of ``x_seq``), the final state (the neuron's state
-    NamedTuple, differentiable like the eager loop's) and, with ``want_stats``, the statistics
-    of :class:`ilif.neurons.NeuronStats` (spike count, gradient-open count, Σ g(h) per step).
+    Returns the spikes (shape and dtype of ``x_seq``), the final state rows (differentiable like
+    the eager loop's) and, with ``want_stats``, the float64 statistics ``[3, T]`` (spike count,
+    gradient-open count, Σ g(h) per step), else None. Raises a ValueError saying why when the
+    kernel cannot run this call.
     """
-    reason = unsupported_reason(neuron, x_seq, state)
+    reason = unsupported_reason(form, x_seq, state)
     if reason is not None:
         raise ValueError(f"backend='cpu' cannot run this call: {reason}")
-    return run_checked(neuron, x_seq, state, want_stats)
+    return run_checked(form, x_seq, state, zero_state, want_stats)
 
 
 def run_checked(
-    neuron: Neuron, x_seq: Tensor, state: NamedTuple, want_stats: bool
-) -> tuple[Tensor, NamedTuple, NeuronStats | None]:
-    """:func:`cpu_multi_step` for a call that :func:`unsupported_reason` has accepted."""
+    form: FusedForm, x_seq: Tensor, state: Sequence[Tensor], zero_state: bool, want_stats: bool
+) -> tuple[Tensor, tuple[Tensor, ...], Tensor | None]:
+    """:func:`cpu_multi_step` for a call that :func:`unsupported_reason` has accepted. No host
+    synchronisation and no data-dependent branch: ``torch.compile`` traces it whole.
+
+    bfloat16 and float16 inputs (also under CPU autocast) run in float32: the input and the state
+    are cast up before the operator, the spikes and the final state back to the input dtype
+    after it, so that dL/dx comes back in the input dtype too (the casts' own gradients)."""
     shape = x_seq.shape
     n_steps = shape[0]
-    x2 = x_seq.reshape(n_steps, -1)
-    if not x2.is_contiguous():
-        x2 = x2.contiguous()
-    conf = _config(neuron, x_seq.dtype, want_stats)
-    stats_out: list[Any] = []
-    if neuron.state is None:
-        # the zero state of a fresh or reset neuron: passed as an empty [S, 0] array, which the
-        # kernels read as zero (neither stacked nor scanned)
-        state0 = x2.new_empty((len(state), 0))
-        zero_state = True
+    dtype = x_seq.dtype
+    x2 = x_seq.reshape(n_steps, -1).contiguous()
+    if dtype in _UPCAST_DTYPES:
+        x2 = x2.float()
+    if zero_state:  # passed as an empty [S, 0] array, which the kernels read as zero
+        state0 = x2.new_empty((form.state_size, 0))
     else:
-        state0 = torch.stack([s.reshape(-1) for s in state])
-        zero_state = not any(bool(s.any()) for s in state)
-    spikes, final = FusedNeuronFunction.apply(x2, state0, conf, stats_out, zero_state)
-    final_state = type(state)(*final.view(final.shape[0], *shape[1:]).unbind(0))
-    stats = None
-    if want_stats:
-        sums = torch.from_numpy(stats_out[0])
-        stats = NeuronStats(
-            spikes=sums[0], open=sums[1], surrogate_sum=sums[2], neurons=int(x2.shape[1])
-        )
-    return spikes.view(shape), final_state, stats
+        state0 = torch.stack([s.reshape(-1).to(x2.dtype) for s in state])
+    keep = torch.is_grad_enabled() and (x2.requires_grad or state0.requires_grad)
+    spikes, final, _, _, stats = torch.ops.ilif.fused_cpu_forward(
+        x2, state0, form.family, list(form.flags), list(form.params), want_stats, keep)
+    final_rows = tuple(r.to(dtype) for r in final.view(form.state_size, *shape[1:]).unbind(0))
+    return spikes.view(shape).to(dtype), final_rows, (stats if want_stats else None)

@@ -28,15 +28,16 @@ import contextlib
 import functools
 import math
 import os
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from ilif.neurons.base import NeuronStats
+from ilif.kernels.contract import FusedForm
 
 __all__ = [
-    "SUPPORTED_KINDS",
+    "SUPPORTED_FAMILIES",
     "KernelConfig",
     "PreparedCall",
     "kernel_config",
@@ -47,7 +48,7 @@ __all__ = [
     "triton_multi_step",
 ]
 
-SUPPORTED_KINDS = ("lif", "ilif", "clif")
+SUPPORTED_FAMILIES = ("ilif", "clif")
 _SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _N_SURROGATES = 4  # rectangle 0, triangle 1, sigmoid 2, atan 3
 
@@ -532,38 +533,29 @@ def _on_device_of(t: Tensor):
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
-def kernel_config(neuron) -> tuple[KernelConfig, tuple[float, ...]] | None:
-    """The kernel config and ``(λ, θ, k, κ, τ, γ)`` of ``neuron``, or None if unsupported."""
-    kind = getattr(neuron, "kind", "")
-    if kind not in SUPPORTED_KINDS:
+def kernel_config(form: FusedForm) -> tuple[KernelConfig, tuple[float, ...]] | None:
+    """The kernel config and ``(λ, θ, k, κ, τ, γ)`` of a fused form, or None if unsupported."""
+    if form.family not in SUPPORTED_FAMILIES:
         return None
-    surrogate = neuron.surrogate
-    shape = getattr(surrogate, "code", -1)
-    if not isinstance(shape, int) or not 0 <= shape < _N_SURROGATES:
+    ciu, mpiu, detach_reset, detach_inhibition, shape = form.flags
+    if not 0 <= shape < _N_SURROGATES:
         return None
-    p = neuron.params()
-    if isinstance(p.decay, Tensor):
-        return None
-    gamma = float(surrogate.width)
-    if kind == "ilif":
-        config = KernelConfig(0, p.mpiu, p.ciu, p.detach_reset, p.detach_inhibition, shape, 4)
-        values = (p.decay, p.v_threshold, p.ciu_gain, p.mpiu_gain, 1.0, gamma)
-    elif kind == "lif":
-        config = KernelConfig(0, False, False, p.detach_reset, False, shape, 1)
-        values = (p.decay, p.v_threshold, 0.0, 0.0, 1.0, gamma)
-    else:
-        config = KernelConfig(1, False, False, p.detach_reset, False, shape, 2)
-        values = (p.decay, p.v_threshold, 0.0, 0.0, p.tau, gamma)
-    return config, tuple(float(v) for v in values)
+    kind = 0 if form.family == "ilif" else 1
+    config = KernelConfig(kind, bool(mpiu), bool(ciu), bool(detach_reset),
+                          bool(detach_inhibition), shape, form.state_size)
+    return config, tuple(float(v) for v in form.params)  # λ, θ, k, κ, τ, γ: the same order
 
 
-def prepare(neuron, x_seq: Tensor, state: NamedTuple) -> PreparedCall | None:
-    """The kernels' operands for ``neuron`` on ``x_seq[T, *]`` from ``state``, or None where the
-    kernels do not apply (see :func:`triton_multi_step`). The state keeps its autograd graph."""
+def prepare(form: FusedForm, x_seq: Tensor, state: Sequence[Tensor]) -> PreparedCall | None:
+    """The kernels' operands for ``form`` on ``x_seq[T, *]`` from the state rows ``state``, or
+    None where the kernels do not apply (see :func:`triton_multi_step`). The state keeps its
+    autograd graph."""
     if not triton_available():
         return None
-    found = kernel_config(neuron)
+    found = kernel_config(form)
     if found is None or x_seq.dim() < 1 or x_seq.dtype not in _SUPPORTED_DTYPES:
+        return None
+    if len(state) != form.state_size:
         return None
     if x_seq.device.type != "cuda" and not _interpreting():
         return None
@@ -640,66 +632,95 @@ def run_backward(
     return grad_x, grad_state
 
 
-class _TritonMultiStep(torch.autograd.Function):
-    """``(x[T, N], state[n_state, N]) -> (S[T, N], final state, stats)`` with the Triton kernels;
-    saves only x and the initial state. Gradients reach x and, where it requires them, the
-    initial state; a gradient at the final state (a later call that used it) flows back too."""
+# The kernels as PyTorch operators (opaque to torch.compile and torch.export, like the CPU ones):
+# the config travels as its integers, the launch options as optional ints.
+@torch.library.custom_op("ilif::triton_forward", mutates_args=())
+def triton_forward(x2d: Tensor, state2d: Tensor, params: Tensor, config: list[int],
+                   want_stats: bool, block: int | None,
+                   chunk: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`run_forward` as an operator: ``(spikes[T, N], final_state[n_state, N], stats)``."""
+    call = PreparedCall(x2d, state2d, params, KernelConfig(*config))
+    return run_forward(call, want_stats, block, chunk)
 
-    @staticmethod
-    def forward(ctx, x2d, state2d, params, config, want_stats, block, chunk):  # type: ignore[override]
-        call = PreparedCall(x2d, state2d, params, config)
-        spikes, final, stats = run_forward(call, want_stats, block, chunk)
-        ctx.save_for_backward(x2d, state2d, params)
-        ctx.config, ctx.block, ctx.chunk = config, block, chunk
-        ctx.mark_non_differentiable(stats)
-        ctx.set_materialize_grads(False)  # an unused final state sends None: no work for it
-        return spikes, final, stats
 
-    @staticmethod
-    def backward(ctx, grad_spikes, grad_final, _grad_stats):  # type: ignore[override]
-        call = PreparedCall(*ctx.saved_tensors, ctx.config)
-        if grad_spikes is None:
-            grad_spikes = torch.zeros_like(call.x2d)
-        want_state_grad = ctx.needs_input_grad[1]
-        grad_x, grad_state = run_backward(
-            call, grad_spikes, grad_final, want_state_grad, ctx.block, ctx.chunk
-        )
-        return grad_x, grad_state, None, None, None, None, None
+@triton_forward.register_fake
+def _(x2d, state2d, params, config, want_stats, block, chunk):
+    return (x2d.new_empty(x2d.shape), state2d.new_empty(state2d.shape),
+            x2d.new_empty((3 * x2d.shape[0] if want_stats else 1,), dtype=torch.float64))
+
+
+@torch.library.custom_op("ilif::triton_backward", mutates_args=())
+def triton_backward(x2d: Tensor, state2d: Tensor, params: Tensor, config: list[int],
+                    grad_spikes: Tensor, grad_final: Tensor | None, want_state_grad: bool,
+                    block: int | None, chunk: int | None) -> tuple[Tensor, Tensor]:
+    """:func:`run_backward` as an operator: ``(dL/dx, dL/d(initial state))``, the latter
+    ``[n_state, 0]`` when not wanted."""
+    call = PreparedCall(x2d, state2d, params, KernelConfig(*config))
+    grad_x, grad_state = run_backward(call, grad_spikes, grad_final, want_state_grad, block,
+                                      chunk)
+    return grad_x, (grad_state if grad_state is not None else state2d.new_empty((len(state2d), 0)))
+
+
+@triton_backward.register_fake
+def _(x2d, state2d, params, config, grad_spikes, grad_final, want_state_grad, block, chunk):
+    n_state = state2d.shape[0]
+    return (x2d.new_empty(x2d.shape),
+            state2d.new_empty((n_state, state2d.shape[1] if want_state_grad else 0)))
+
+
+def _triton_setup(ctx, inputs, output) -> None:
+    x2d, state2d, params, config, _want_stats, block, chunk = inputs
+    ctx.mark_non_differentiable(output[2])
+    ctx.set_materialize_grads(False)  # an unused final state sends None: no work for it
+    ctx.save_for_backward(x2d, state2d, params)
+    ctx.options = (config, block, chunk)
+
+
+def _triton_backward(ctx, grad_spikes, grad_final, _grad_stats):
+    x2d, state2d, params = ctx.saved_tensors
+    config, block, chunk = ctx.options
+    if grad_spikes is None:
+        grad_spikes = torch.zeros_like(x2d)
+    want_state_grad = ctx.needs_input_grad[1]
+    grad_x, grad_state = torch.ops.ilif.triton_backward(
+        x2d, state2d, params, config, grad_spikes, grad_final, want_state_grad, block, chunk)
+    return grad_x, (grad_state if want_state_grad else None), None, None, None, None, None
+
+
+triton_forward.register_autograd(_triton_backward, setup_context=_triton_setup)
 
 
 def triton_multi_step(
-    neuron,
+    form: FusedForm,
     x_seq: Tensor,
-    state: NamedTuple,
+    state: Sequence[Tensor],
     want_stats: bool,
     *,
     block: int | None = None,
     chunk: int | None = None,
-) -> tuple[Tensor, NamedTuple, NeuronStats | None] | None:
-    """Run ``neuron`` (LIF, ILIF, CLIF) over ``x_seq[T, *]`` from ``state`` with the Triton kernels.
+) -> tuple[Tensor, tuple[Tensor, ...], Tensor | None] | None:
+    """Run the neuron described by ``form`` over ``x_seq[T, *]`` from the state rows ``state``
+    with the Triton kernels.
 
-    Returns ``(spikes, final_state, stats)`` (``stats`` a :class:`NeuronStats` when
-    ``want_stats``, else None), or None where the kernels do not apply: Triton missing, another
-    neuron kind or surrogate, a learnable leak, an unsupported dtype, a tensor off CUDA (unless
-    Triton interprets), or an empty input. Gradients flow as in the eager loop: to ``x_seq``, to
-    an initial state that requires them, and back from a later use of the final state.
-    ``block`` (a power of two) and ``chunk`` (steps unrolled together) override the defaults.
+    Returns ``(spikes, final_state_rows, stats)`` (``stats`` the float64 ``[3, T]`` spike count,
+    gradient-open count and Σ g(h) per step when ``want_stats``, else None), or None where the
+    kernels do not apply: Triton missing, another family or surrogate, an unsupported dtype, a
+    tensor off CUDA (unless Triton interprets), or an empty input. Gradients flow as in the eager
+    loop: to ``x_seq``, to an initial state that requires them, and back from a later use of the
+    final state. ``block`` (a power of two) and ``chunk`` (steps unrolled together) override the
+    defaults.
     """
     _check_block(block)
     _check_chunk(chunk)
-    call = prepare(neuron, x_seq, state)
+    call = prepare(form, x_seq, state)
     if call is None:
         return None
-    spikes, final, stats = _TritonMultiStep.apply(*call, bool(want_stats), block, chunk)
+    spikes, final, stats = torch.ops.ilif.triton_forward(
+        call.x2d, call.state2d, call.params, [int(v) for v in call.config], bool(want_stats),
+        block, chunk)
     step_shape = x_seq.shape[1:]
-    final_state = type(state)(
-        *(final[i].view(step_shape).to(state[i].dtype) for i in range(call.config.n_state))
+    final_rows = tuple(
+        final[i].view(step_shape).to(state[i].dtype) for i in range(call.config.n_state)
     )
-    neuron_stats = None
-    if want_stats:
-        per_step = stats.view(3, x_seq.shape[0])
-        neuron_stats = NeuronStats(
-            spikes=per_step[0], open=per_step[1], surrogate_sum=per_step[2],
-            neurons=call.x2d.shape[1],
-        )
-    return spikes.view(x_seq.shape), final_state, neuron_stats
+    sums = stats.view(3, x_seq.shape[0]) if want_stats else None
+    return spikes.view(x_seq.shape), final_rows, sums

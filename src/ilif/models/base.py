@@ -14,7 +14,8 @@ class SpikingModel(nn.Module):
     Input: a static batch ``[N, C, H, W]`` is repeated ``T`` times (direct encoding); an event
     batch ``[N, T', C, H, W]`` (as a DataLoader stacks event frames) is used as it is, with its own
     ``T'`` steps. Output: ``[T, N, classes]``, one readout ``O_t`` per step. Every forward starts
-    from zero neuron state (the model resets its neurons itself).
+    from zero neuron state (the model resets its neurons itself), so after a forward the neurons
+    keep their final state detached: it holds no autograd graph beyond the output's.
 
     ``stem_once=True`` (the default): a static batch is repeated as a view (stride 0 in T), and
     the stem (the stateless layers before the first neuron, built with
@@ -49,7 +50,12 @@ class SpikingModel(nn.Module):
         reset_net(self)
         if not x.is_floating_point():
             x = x.float()
-        return self.forward_sequence(self.encode(x))
+        out = self.forward_sequence(self.encode(x))
+        for module in self.modules():
+            detach = getattr(module, "detach_state", None)
+            if callable(detach):
+                detach()
+        return out
 
     def forward_sequence(self, x_seq: Tensor) -> Tensor:
         """``[T, N, C, H, W] -> [T, N, classes]``."""

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ilif.kernels import FusedForm, fused_multi_step
 from ilif.neurons.ops import NeuronOps
 from ilif.surrogate import Rectangle, Surrogate, get_surrogate
 
@@ -71,7 +72,8 @@ class Neuron(nn.Module):
 
     Subclasses give ``state_type`` (a NamedTuple of tensors), ``params()``, ``step_fn`` and
     ``operations`` (their per-step operation counts, or an :meth:`operation_counts` override),
-    and are registered by name with :func:`ilif.register_neuron` (docs/neurons.md).
+    where a fused kernel can run them :meth:`fused_form`, and are registered by name with
+    :func:`ilif.register_neuron` (docs/neurons.md).
     """
 
     state_type: type[NamedTuple]  # type: ignore[valid-type]
@@ -135,6 +137,16 @@ class Neuron(nn.Module):
         """The typed parameters of :attr:`step_fn`."""
         raise NotImplementedError
 
+    def fused_form(self) -> FusedForm | None:
+        """How the fused kernels run this neuron (:class:`ilif.kernels.FusedForm`: kernel family,
+        flags, parameters, state layout), or None: the eager loop runs it (the default)."""
+        return None
+
+    def _surrogate_code(self) -> int | None:
+        """The surrogate's kernel code (0-3), or None for a surrogate without one."""
+        code = getattr(self.surrogate, "code", -1)
+        return code if isinstance(code, int) and 0 <= code < 4 else None
+
     @property
     def decay(self) -> float | Tensor:
         """The leak λ = 1 − 1/τ."""
@@ -144,6 +156,22 @@ class Neuron(nn.Module):
     def reset(self) -> None:
         """Forget the state: the next call starts from zero, as before the first step."""
         self.state = None
+
+    def detach_state(self) -> None:
+        """Keep the state's values but cut its autograd graph: the next call continues from
+        them, and no gradient flows back into the calls before (truncated BPTT). The state a
+        call leaves otherwise keeps that call's graph until :meth:`reset`, so that gradients
+        flow across calls as through one long sequence."""
+        if self.state is not None:
+            self.state = type(self.state)(*(t.detach() for t in self.state))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """For ``copy.deepcopy`` and pickling, at any time (also between a forward and its
+        backward): the copy gets the state's values without their autograd graph."""
+        state = dict(super().__getstate__())
+        if state.get("state") is not None:
+            state["state"] = type(state["state"])(*(t.detach() for t in state["state"]))
+        return state
 
     def initial_state(self, like: Tensor) -> NamedTuple:
         """The all-zero state for one step of the shape, dtype and device of ``like``.
@@ -199,16 +227,27 @@ class Neuron(nn.Module):
         return s
 
     def multi_step(self, x_seq: Tensor) -> Tensor:
+        zero_state = self.state is None  # known without looking at the values
         state = self._state_for(x_seq.shape[1:], x_seq[0])
         want_stats = self.stats_callback is not None
         backend = self.backend
         if backend != "torch":
-            from ilif.kernels import fused_multi_step
-
-            result = fused_multi_step(self, x_seq, state, want_stats, backend)
+            form = self.fused_form()
+            if form is None and backend != "auto":
+                raise ValueError(
+                    f"backend={backend!r} cannot run this call: {type(self).__name__} has no "
+                    "fused kernel (fused_form() is None: LIF, ILIF and CLIF with a fixed leak "
+                    "have one); use backend='auto' or 'torch'"
+                )
+            result = None
+            if form is not None:
+                result = fused_multi_step(form, x_seq, state, zero_state, want_stats, backend)
             if result is not None:
-                spikes, self.state, stats = result
+                spikes, final, sums = result
+                self.state = self.state_type(*final)
                 if want_stats:
+                    stats = NeuronStats(spikes=sums[0], open=sums[1], surrogate_sum=sums[2],
+                                        neurons=x_seq[0].numel())
                     self.stats_callback(self, stats, spikes)  # type: ignore[misc]
                 return spikes
         spikes, self.state, h_seq = self.multi_step_torch(x_seq, state, keep_h=want_stats)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ilif.kernels import FusedForm
 from ilif.neurons import functional as F
 from ilif.neurons.base import DEFAULT_TAU, Neuron, check_tau, check_unit
 from ilif.neurons.ops import NeuronOps
@@ -35,6 +36,13 @@ class LIF(Neuron):
 
     def params(self) -> F.LIFParams:
         return F.LIFParams(self.decay, self.v_threshold, self.detach_reset)
+
+    def fused_form(self) -> FusedForm | None:
+        code = self._surrogate_code()
+        if type(self).step_fn is not F.lif_step or code is None:
+            return None
+        return FusedForm.ilif(self.decay, self.v_threshold, code, self.surrogate.width,
+                              detach_reset=self.detach_reset, state_size=1)
 
 
 @register_neuron("ilif-ciu", mpiu=False)
@@ -110,6 +118,16 @@ class ILIF(Neuron):
             "detach_inhibition": self.detach_inhibition,
         }
 
+    def fused_form(self) -> FusedForm | None:
+        code = self._surrogate_code()
+        if type(self).step_fn is not F.ilif_step or code is None:
+            return None
+        return FusedForm.ilif(
+            self.decay, self.v_threshold, code, self.surrogate.width, ciu_gain=self.ciu_gain,
+            mpiu_gain=self.mpiu_gain, ciu=self.ciu, mpiu=self.mpiu,
+            detach_reset=self.detach_reset, detach_inhibition=self.detach_inhibition,
+        )
+
 
 @register_neuron("clif")
 class CLIF(Neuron):
@@ -131,6 +149,13 @@ class CLIF(Neuron):
 
     def params(self) -> F.CLIFParams:
         return F.CLIFParams(self.decay, self.tau, self.v_threshold, self.detach_reset)
+
+    def fused_form(self) -> FusedForm | None:
+        code = self._surrogate_code()
+        if type(self).step_fn is not F.clif_step or code is None:
+            return None
+        return FusedForm.clif(self.decay, self.tau, self.v_threshold, code, self.surrogate.width,
+                              detach_reset=self.detach_reset)
 
 
 @register_neuron("plif")
