@@ -273,8 +273,8 @@ def fused_cpu_forward(x: Tensor, state0: Tensor, family: str, flags: list[int],
     state). Returns the spikes ``[T, N]``, the final state ``[S, N]``, what the backward reads
     (with ``keep``: σ with the spikes packed in ``[T, N]`` or the uint8 spikes ``[T, N]``; the
     other ``[0, N]``) and the float64 statistics ``[3, T]`` (spike count, gradient-open count,
-    Σ g(h) per step; ``[0, T]`` without ``want_stats``). For bfloat16 ``x`` the spikes are
-    bfloat16, ``state0``, the final state and σ float32 (:func:`compute_dtype`)."""
+    Σ g(h) per step; ``[0, T]`` without ``want_stats``). For bfloat16 ``x`` the spikes and the
+    final state are bfloat16, ``state0`` and σ float32 (:func:`compute_dtype`)."""
     n_steps, n = x.shape
     x = x.contiguous()
     state0 = state0.contiguous()
@@ -283,7 +283,7 @@ def fused_cpu_forward(x: Tensor, state0: Tensor, family: str, flags: list[int],
     spikes = BUFFERS.empty((n_steps, n), x.dtype)
     bits = BUFFERS.empty((n_steps if keep and not packed else 0, n), torch.uint8)
     sgm = BUFFERS.empty((n_steps if keep and packed else 0, n), inner)
-    final = BUFFERS.empty((state0.shape[0], n), inner)
+    final = BUFFERS.empty((state0.shape[0], n), x.dtype)
     cfg, par = form_config(FusedForm(family, tuple(flags), tuple(params), state0.shape[0]), x.dtype)
     n_chunks = _chunks(n, cfg, n_steps, backward=False)
     cfg[_ops().WANT_STATS] = int(want_stats)
@@ -299,7 +299,7 @@ def _(x, state0, family, flags, params, want_stats, keep):
     n_steps, n = x.shape
     packed = _packed(family, flags)
     inner = compute_dtype(x.dtype)
-    return (x.new_empty((n_steps, n)), x.new_empty((state0.shape[0], n), dtype=inner),
+    return (x.new_empty((n_steps, n)), x.new_empty((state0.shape[0], n)),
             x.new_empty((n_steps if keep and packed else 0, n), dtype=inner),
             x.new_empty((n_steps if keep and not packed else 0, n), dtype=torch.uint8),
             x.new_empty((3 if want_stats else 0, n_steps), dtype=torch.float64))
@@ -318,7 +318,7 @@ def fused_cpu_backward(x: Tensor, state0: Tensor, sgm: Tensor, bits: Tensor, gra
     n_state = state0.shape[0]
     inner = compute_dtype(x.dtype)
     if grad_final is not None:
-        adj = grad_final.to(inner).contiguous().clone()  # the kernel turns it into dL/d(state0)
+        adj = grad_final.to(inner, copy=True).contiguous()  # the kernel turns it into dL/d(state0)
     elif want_state_grad:
         adj = x.new_zeros((n_state, n), dtype=inner)
     else:
@@ -387,8 +387,8 @@ def run_checked(
     synchronisation and no data-dependent branch: ``torch.compile`` traces it whole.
 
     bfloat16 inputs (also under CPU autocast) go to the operator as they are: the kernels read
-    and write bfloat16 and compute in float32; the state is cast to float32 before it and the
-    final state back to bfloat16 after it. float16 inputs run in float32: the input and the state
+    and write bfloat16 (x, the spikes, the final state) and compute in float32; a given initial
+    state is cast to float32 before it. float16 inputs run in float32: the input and the state
     are cast up before the operator, the spikes and the final state back to float16 after it, so
     that dL/dx comes back in float16 too (the casts' own gradients)."""
     shape = x_seq.shape

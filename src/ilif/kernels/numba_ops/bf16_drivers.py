@@ -1,6 +1,7 @@
-"""The fused CPU drivers for bfloat16 input: ``x``, the spikes, dL/dS and dL/dx are bfloat16
-(their uint16 bits, :mod:`.bf16`); the state, σ kept for the backward (4 bytes per neuron-step,
-or the 1-byte uint8 spikes), the parameters and all arithmetic are float32.
+"""The fused CPU drivers for bfloat16 input: ``x``, the spikes, the final state, dL/dS and dL/dx
+are bfloat16 (their uint16 bits, :mod:`.bf16`); the initial state, σ kept for the backward
+(4 bytes per neuron-step, or the 1-byte uint8 spikes), the parameters and all arithmetic are
+float32.
 
 Each chunk widens its bfloat16 inputs into float32 staging rows, runs the float32 rows of
 :mod:`.drivers` on them, and narrows its outputs back (round to nearest even), so that no
@@ -16,7 +17,7 @@ from numba import njit
 
 from ilif.kernels.numba_ops.bf16 import narrow_row, widen_row
 from ilif.kernels.numba_ops.clif_rows import clif_backward_step, clif_forward_row, clif_rebuild_row
-from ilif.kernels.numba_ops.drivers import _chunk, _store_final
+from ilif.kernels.numba_ops.drivers import _chunk
 from ilif.kernels.numba_ops.ilif_rows import (
     _ilif_forward_chunk,
     ilif_adjoint_chunk,
@@ -41,7 +42,7 @@ from ilif.kernels.numba_ops.layout import (
     WANT_STATS,
     ZERO,
 )
-from ilif.kernels.numba_ops.llvm import _store_fence, wide_vectors
+from ilif.kernels.numba_ops.llvm import wide_vectors
 from ilif.kernels.numba_ops.rows import _load_rows, copy_row, row, row3
 from ilif.kernels.numba_ops.surrogates import accumulate_stats, surrogate_row
 
@@ -60,11 +61,18 @@ def _narrow_chunk(dst, src, lo, m):
         narrow_row(row(dst, t, lo, m), row(src, t, 0, m))
 
 
+@njit(inline="always")
+def _narrow_final(out_state, ws, lo, m):
+    """``out_state[k, lo:lo + m] = bfloat16(ws[k, :m])`` for every state row k."""
+    for kk in range(out_state.shape[0]):
+        narrow_row(row(out_state, kk, lo, m), row(ws, kk, 0, m))
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def ilif_forward_bf16(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats, c0,
                       c1):
-    """:func:`ilif_forward` of :mod:`.drivers` for bfloat16 ``x`` and spikes (uint16 bits); the
-    other arrays are float32."""
+    """:func:`ilif_forward` of :mod:`.drivers` for bfloat16 ``x``, spikes and final state (uint16
+    bits); the other arrays are float32."""
     wide_vectors()
     n_steps, n = x.shape
     zero0 = state0.shape[1] == 0
@@ -90,14 +98,13 @@ def ilif_forward_bf16(x, state0, out_spikes, out_bits, out_sgm, out_state, par, 
             ilif_forward_chunk_counted(xs, ws, ss, out_bits, out_sgm, buf, no_bits, stats, c, lo,
                                        0, m, par, ciu, mpiu, stats_mode, code)
         _narrow_chunk(out_spikes, ss, lo, m)
-        _store_final(out_state, ws, lo, m)
-    _store_fence()
+        _narrow_final(out_state, ws, lo, m)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def clif_forward_bf16(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats, c0,
                       c1):
-    """:func:`clif_forward` of :mod:`.drivers` for bfloat16 ``x`` and spikes."""
+    """:func:`clif_forward` of :mod:`.drivers` for bfloat16 ``x``, spikes and final state."""
     wide_vectors()
     n_steps, n = x.shape
     zero0 = state0.shape[1] == 0
@@ -117,8 +124,7 @@ def clif_forward_bf16(x, state0, out_spikes, out_bits, out_sgm, out_state, par, 
             if want_stats:
                 accumulate_stats(stats, c, t, h, spk, code, par)
             narrow_row(row(out_spikes, t, lo, m), spk)
-        _store_final(out_state, ws, lo, m)
-    _store_fence()
+        _narrow_final(out_state, ws, lo, m)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

@@ -61,11 +61,12 @@ _N_ARRAYS = 9  # arrays per launch, forward and backward
 
 @njit(inline="always")
 def _forward_arrays(meta, f, fx):
-    """x, state0, spikes, uint8 spikes, σ, final state, par, cfg, stats of a forward launch; x and
-    the spikes of dtype ``fx`` (uint16 for bfloat16), the other floats of ``f``."""
+    """x, state0, spikes, uint8 spikes, σ, final state, par, cfg, stats of a forward launch; x,
+    the spikes and the final state of dtype ``fx`` (uint16 for bfloat16), the other floats of
+    ``f``."""
     u8, i64, f64 = types.uint8, types.int64, types.float64
     return (array_at(meta, 0, 2, fx), array_at(meta, 1, 2, f), array_at(meta, 2, 2, fx),
-            array_at(meta, 3, 2, u8), array_at(meta, 4, 2, f), array_at(meta, 5, 2, f),
+            array_at(meta, 3, 2, u8), array_at(meta, 4, 2, f), array_at(meta, 5, 2, fx),
             array_at(meta, 6, 1, f), array_at(meta, 7, 1, i64), array_at(meta, 8, 3, f64))
 
 
