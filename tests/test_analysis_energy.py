@@ -8,7 +8,15 @@ from test_analysis_monitor import TimeFlatten
 from torch import nn
 
 import ilif
-from ilif.analysis.energy import EnergyConstants, EnergyMeter, measure_energy, neuron_ops
+from ilif.analysis.energy import (
+    EnergyConstants,
+    EnergyMeter,
+    break_even,
+    break_even_rate,
+    energy_preset,
+    measure_energy,
+    neuron_ops,
+)
 
 T, N = 4, 2
 
@@ -157,6 +165,133 @@ def test_flops_of_the_project_models_equal_torch_flop_counter(name: str) -> None
     result = measure_energy(model, [x])
     assert result["T"] == 2 and result["samples"] == 1
     assert 2 * result["flops"] * 2 == counter.get_total_flops()
-    spiking = [layer for layer in result["layers"] if layer.get("input") == "spikes"]
+    spiking = [layer for layer in result["layers"]
+               if layer.get("input") in ("spikes", "pooled spikes")]
     assert spiking and all(0 <= layer["input_rate"] <= 1 for layer in spiking)
     assert result["layers"][0]["input"] == "real" and result["layers"][0]["encoding"]
+
+
+# ------------------------------------------------------------------ spikes through pooling
+def pooled_spikes() -> torch.Tensor:
+    """[T=2, N=1, 1, 4, 4] spikes: step 1 three in the top-left 2×2 block; step 2 one in each of
+    the top-left, top-right blocks and two in the bottom-right block (7 spikes)."""
+    x = torch.zeros(2, 1, 1, 4, 4)
+    for t, i, j in ((0, 0, 0), (0, 0, 1), (0, 1, 0), (1, 0, 0), (1, 0, 3), (1, 2, 2), (1, 3, 3)):
+        x[t, 0, 0, i, j] = 1.0
+    return x
+
+
+def pool_conv() -> nn.Module:
+    conv = nn.Conv2d(1, 3, 3, padding=1, bias=False)
+    return TimeFlatten(nn.Sequential(nn.AvgPool2d(2), conv))
+
+
+def test_layer_behind_average_pooling_is_spike_fed_both_implementations_counted() -> None:
+    result = measure_energy(pool_conv(), [pooled_spikes()])
+    (conv,) = [layer for layer in result["layers"] if layer["type"] == "Conv2d"]
+    flops = 2 * 2 * 3 * 9  # output 3×2×2, fan-in 9, per step
+    fan_out = flops / 4  # per pooled input (4 of them): 3 channels × 9 taps
+    assert conv["flops"] == flops and conv["input"] == "pooled spikes"
+    # event-driven: every spike entering the pool adds its weight into the conv: 7 · 27
+    assert conv["sops_event_driven"] == pytest.approx(7 * fan_out)
+    # the same as SPEC's r · k² · T · FLOPs with r = 7 / (2 · 16)
+    assert conv["sops_event_driven"] == pytest.approx(7 / 32 * 4 * 2 * flops)
+    # pool-first: 1 non-zero pooled value at step 1, 3 at step 2, each feeding 27 MACs
+    assert conv["macs_pool_first"] == pytest.approx(4 * fan_out)
+    # charged: the cheaper, 189 · 0.9 pJ < 108 · 4.6 pJ
+    assert conv["implementation"] == "event-driven"
+    assert conv["sops"] == pytest.approx(189) and conv["macs"] == 0
+    assert result["sops"] == pytest.approx(189)
+    assert result["synaptic_energy_pj"] == pytest.approx(189 * 0.9)
+    # with cheap MACs pool-first wins; a chip without graded inputs has only event-driven
+    cheap = measure_energy(pool_conv(), [pooled_spikes()], EnergyConstants(mac_pj=1.0))
+    assert cheap["sops"] == 0 and cheap["synaptic_macs"] == pytest.approx(108)
+    assert cheap["synaptic_energy_pj"] == pytest.approx(108.0)
+    loihi = measure_energy(pool_conv(), [pooled_spikes()],
+                           energy_preset("loihi", mac_pj=0.001))
+    assert loihi["sops"] == pytest.approx(189)
+    assert loihi["synaptic_energy_pj"] == pytest.approx(189 * 23.6)
+
+
+def test_overlapping_and_chained_pools_count_every_window_a_spike_enters() -> None:
+    """A 3×3 map, 2×2 windows at stride 1: the centre is in all 4 windows, a corner in 1."""
+    def model() -> nn.Module:
+        linear = nn.Linear(4, 2, bias=False)  # 2 outputs per pooled value
+        return TimeFlatten(nn.Sequential(nn.AvgPool2d(2, stride=1), nn.Dropout(0.5),
+                                         nn.Flatten(), linear))
+
+    centre = torch.zeros(1, 1, 1, 3, 3)
+    centre[..., 1, 1] = 1.0
+    corner = torch.zeros(1, 1, 1, 3, 3)
+    corner[..., 0, 0] = 1.0
+    assert measure_energy(model(), [centre])["sops_event_driven"] == pytest.approx(4 * 2)
+    assert measure_energy(model(), [corner])["sops_event_driven"] == pytest.approx(1 * 2)
+    # pool → adaptive pool to 1×1 → linear(1 → 5): each of the 7 spikes feeds 5 outputs
+    chained = TimeFlatten(nn.Sequential(nn.AvgPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                        nn.Linear(1, 5, bias=False)))
+    result = measure_energy(chained, [pooled_spikes()])
+    assert result["layers"][0]["input"] == "pooled spikes"
+    assert result["sops_event_driven"] == pytest.approx(7 * 5)
+    assert result["pool_first_macs"] == pytest.approx(2 * 5)  # one non-zero value per step
+
+
+def test_a_real_valued_input_through_a_pool_stays_real() -> None:
+    x = torch.full((2, 1, 1, 4, 4), 0.5)
+    result = measure_energy(pool_conv(), [x])
+    assert result["layers"][0]["input"] == "real" and result["sops"] == 0
+
+
+def test_cifar_small_has_synaptic_operations_and_a_fan_out() -> None:
+    from ilif.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("cifar-small", neuron="lif", num_classes=10, in_channels=3, T=2,
+                         backend="torch")
+    result = measure_energy(model, [torch.rand(2, 3, 32, 32) * 4])
+    kinds = [layer["input"] for layer in result["layers"] if "flops" in layer]
+    assert kinds == ["real", "pooled spikes", "pooled spikes", "pooled spikes"]
+    # the first pooled layer: each spike of the first neuron layer feeds 3×3 taps × 64 channels
+    first = result["layers"][2]
+    assert first["sops_event_driven"] == pytest.approx(
+        result["layers"][1]["spikes"] * 9 * 64, rel=1e-9)
+    assert result["sops"] > 0 and result["sops_event_driven"] >= result["sops"]
+    assert result["synaptic_fan_out"] > 0 and result["spikes"] > 0
+
+
+def test_loihi_preset_charges_neuron_updates_per_state_value_and_spikes() -> None:
+    model = known_rate_network()
+    result = measure_energy(model, [torch.full((T, N, 4), 1.5)], energy_preset("loihi"))
+    # LIF: 1 state value; layer 1 rate 1/2 (4 neurons), layer 2 rate 1 (3 neurons), T steps
+    neurons = 4 * T * (52 + 0.5 * (81 - 52)) + 3 * T * 81.0
+    spikes = 4 * T * 0.5 + 3 * T * 1.0
+    assert result["neuron_energy_pj"] == pytest.approx(neurons)
+    assert result["spike_energy_pj"] == pytest.approx(spikes * 1.7)
+    assert result["preset"] == "loihi" and result["spikes"] == pytest.approx(spikes)
+    ilif_ops = neuron_ops(ilif.ILIF())
+    step = energy_preset("loihi").neuron_step_pj(ilif_ops, 0.0)
+    assert step == pytest.approx(5 * 52.0)  # ILIF keeps 5 state values
+    with pytest.raises(ValueError, match="valid presets: 45nm, loihi"):
+        energy_preset("truenorth")
+
+
+def test_break_even_rate_against_hand_values() -> None:
+    # 2 pJ more per neuron-step, a spike feeds 50 accumulates of 0.9 pJ: 2 / 45
+    assert break_even_rate(2.0, 50.0, 0.9) == pytest.approx(2.0 / 45.0)
+    with pytest.raises(ValueError, match="fan_out"):
+        break_even_rate(1.0, 0.0, 0.9)
+    base = {"neuron_steps": 100.0, "neuron_energy_pj": 560.0, "synaptic_fan_out": 40.0,
+            "spikes": 20.0, "constants": {"ac_pj": 0.9}}
+    other = {"neuron_steps": 100.0, "neuron_energy_pj": 1460.0, "synaptic_fan_out": 40.0,
+             "spikes": 15.0, "constants": {"ac_pj": 0.9}}
+    out = break_even(base, other)
+    assert out["extra_pj_per_neuron_step"] == pytest.approx(9.0)
+    assert out["break_even_rate"] == pytest.approx(9.0 / 36.0)
+    assert out["rate_reduction"] == pytest.approx(0.05)
+
+
+def test_structural_fan_out_counts_every_neuron_once() -> None:
+    """known_rate_network with every neuron firing: the 4 first-layer neurons feed 3 outputs
+    each (12 SOPs per step), the 3 output neurons feed no synaptic layer: 12 / 7 per spike."""
+    from ilif.analysis.energy import structural_fan_out
+
+    assert structural_fan_out(known_rate_network(), torch.zeros(T, N, 4)) == pytest.approx(12 / 7)

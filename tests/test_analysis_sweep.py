@@ -124,6 +124,12 @@ def test_sweep_flags_reach_the_training_config(tmp_path: Path) -> None:
     assert config.neuron_kwargs == {"ciu_gain": 0.05} and config.quiet
     constants = _constants(args)
     assert constants.ac_pj == 0.5 and constants.encoding_once and constants.mac_pj == 4.6
+    chip = _constants(build_parser().parse_args(
+        ["sweep", "--out", "x", "--energy-preset", "loihi", "--sigmoid-macs", "2"]))
+    assert (chip.name, chip.ac_pj, chip.neuron_update_pj, chip.sigmoid_macs) == (
+        "loihi", 23.6, 52.0, 2.0) and not chip.graded_inputs
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sweep", "--out", "x", "--energy-preset", "truenorth"])
     grid = make_grid(config, args.preset, widths=[0.5, 1.0])
     assert [c.name for c in grid.cells()][:2] == ["lif_rectangle_w0.5_s1234",
                                                   "lif_rectangle_w1_s1234"]

@@ -1,9 +1,9 @@
-"""The study (``python -m ilif.study``): its configs, its plan, and docs/results.md generated from a
-small fake results table (values chosen so the expected mean ± std and verdicts are known)."""
+"""The study (``python -m ilif.study``): its configs and plan, the endpoints on fake summaries
+with hand-computed values, and docs/results.md rebuilt from them byte for byte."""
 
 from __future__ import annotations
 
-import math
+import json
 import re
 from pathlib import Path
 
@@ -12,136 +12,191 @@ import pytest
 from ilif.analysis.sweep import write_results
 from ilif.study import PARTS, study_jobs, write_results_doc
 from ilif.study.__main__ import main
-from ilif.study.plan import nmnist_tree
-from ilif.study.stats import compare, fmt_mean_std, spearman
+from ilif.study.endpoints import ENDPOINTS, analyse, endpoint_values
+from ilif.study.load import Results, export, label, load
+from ilif.study.plan import Job, eta_seconds, finished, nmnist_tree, run_jobs, sgd_steps
 from ilif.train import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_every_study_config_is_a_valid_training_config():
+def test_every_study_config_is_a_valid_training_config_and_long_enough():
     for part in PARTS.values():
         config = TrainConfig.from_yaml(REPO / part.config)
-        assert config.tau == 1.1 and config.val_split < 1
-    cifar = TrainConfig.from_yaml(REPO / "configs/study/cifar10.yaml")
-    assert (cifar.dataset, cifar.model, cifar.T) == ("cifar10", "cifar-small", 4)
+        assert config.tau == (2.0 if part.name == "tau2" else 1.1) and config.val_split < 1
+    for name in ("primary-sgd", "primary-adamw"):
+        part = PARTS[name]
+        config = TrainConfig.from_yaml(REPO / part.config)
+        assert (config.dataset, config.model, config.T) == ("cifar10", "cifar-small", 4)
+        assert config.limit_train_batches is None and config.limit_eval_batches is None
+        # 9,000 training images, batches of 64 (the last partial one dropped), 6 epochs
+        assert sgd_steps(part) == 140 * 6 >= 800
+        assert part.primary and part.trajectories and part.widths == (0.25, 1.0, 4.0)
+    assert TrainConfig.from_yaml(REPO / PARTS["primary-adamw"].config).optimizer == "adamw"
+    assert PARTS["primary-sgd"].seeds == PARTS["primary-adamw"].seeds  # paired by seed
 
 
-def test_plan_runs_item_1_whole_first_and_commands_name_config_and_seed():
+def test_plan_runs_the_primary_pairs_first_and_commands_name_config_and_seed():
     jobs = study_jobs()
-    assert [j.name for j in jobs[:3]] == ["width s1", "width s2", "width s3"]
+    assert [j.name for j in jobs[:4]] == ["primary-sgd s1", "primary-adamw s1",
+                                          "primary-sgd s2", "primary-adamw s2"]
     assert len({j.name for j in jobs}) == len(jobs)
     assert {j.part.name for j in jobs} == set(PARTS)
-    assert len(jobs) == sum(len(p.seeds) for p in PARTS.values())  # every seed of every part
-    command = PARTS["ablation"].command("runs/study", 2)
-    assert "--data-root" not in command
-    assert PARTS["ablation"].command("r", 2, data_root="/data")[-2:] == ["--data-root", "/data"]
+    assert len(jobs) == sum(len(p.seeds) for p in PARTS.values())
+    command = PARTS["gradient-paths"].command("runs/study", 2)
     assert command[1:4] == ["-m", "ilif", "sweep"]
     assert command[command.index("--seeds") + 1] == "2"
-    assert command[command.index("--out") + 1] == str(Path("runs/study/ablation/s2"))
-    assert study_jobs(["neurons"], [3])[0].name == "neurons s3"
+    assert command[command.index("--variants") + 1] == "detach-reset,detach-inhibition"
+    assert command[command.index("--epochs") + 1] == "3" and "--trajectories" in command
+    assert command[command.index("--out") + 1] == str(Path("runs/study/gradient-paths/s2"))
+    assert PARTS["tau2"].command("r", 1, data_root="/data")[-2:] == ["--data-root", "/data"]
     with pytest.raises(ValueError, match="unknown study part 'nope'"):
         study_jobs(["nope"])
+    # seeds beyond the plan's add pairs to the primary arms
+    assert [j.name for j in study_jobs(["primary-sgd", "primary-adamw"], [7, 8])] == [
+        "primary-sgd s7", "primary-adamw s7", "primary-sgd s8", "primary-adamw s8"]
 
 
-def test_comparison_against_hand_computed_standard_error():
-    comp = compare([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
-    assert comp.diff == 2.0 and math.isclose(comp.se, math.sqrt(1 / 3))
-    assert comp.beyond_noise and comp.verdict() == "higher, beyond seed noise"
-    close = compare([1.0, 2.0, 3.0], [1.5, 1.5, 1.6])
-    assert not close.beyond_noise and close.verdict().endswith("within seed noise")
-    single = compare([5.0], [1.0])
-    assert not single.beyond_noise and "noise not estimated" in single.verdict()
-    assert fmt_mean_std([0.5, 0.6, 0.7], 2) == "0.60 ± 0.10" and fmt_mean_std([], 2) == "–"
-    assert spearman([1, 2, 3, 4], [10, 20, 15, 40]) == pytest.approx(0.8)
+def test_finished_jobs_are_skipped_and_the_eta_scales_with_observed_speed(tmp_path):
+    job = Job(PARTS["tau2"], 1)
+    assert not finished(job, tmp_path)
+    rows = [{"cell": f"c{i}", "status": "done"} for i in range(PARTS["tau2"].cells_per_seed())]
+    write_results(tmp_path / "tau2" / "s1", rows, {})
+    assert finished(job, tmp_path)
+    # 3,600 estimated CPU-seconds left on 2 workers; jobs so far took 1.5× their estimate
+    assert eta_seconds(3600.0, 2, [(150.0, 100.0), (300.0, 200.0)]) == pytest.approx(2700.0)
+    assert eta_seconds(3600.0, 1, []) == 3600.0
+    lines: list[str] = []
+    assert run_jobs([job], tmp_path, say=lines.append) == {}  # nothing started
+    assert lines[0] == "tau2 s1: finished before, skipped"
+    assert lines[1].startswith("study: 0 sweeps to run")
 
 
-LAYERS = ("features.0.neuron", "features.1.neuron")
-# test accuracy per (neuron, width) for seeds 1, 2, 3; firing rate mean per (neuron, width)
-ACCURACY = {("lif", 0.25): (0.50, 0.60, 0.70), ("ilif", 0.25): (0.61, 0.62, 0.63),
-            ("lif", 1.0): (0.60, 0.61, 0.62), ("ilif", 1.0): (0.62, 0.63, 0.64),
-            ("lif", 4.0): (0.58, 0.60, 0.62), ("ilif", 4.0): (0.60, 0.61, 0.62)}
-FIRING = {("lif", 0.25): 0.10, ("lif", 1.0): 0.20, ("lif", 4.0): 0.30,
-          ("ilif", 0.25): 0.05, ("ilif", 1.0): 0.06, ("ilif", 4.0): 0.07}
+def test_labels_come_from_the_neuron_registry():
+    assert label("lif") == "LIF" and label("ilif-mpiu") == "ILIF-MPIU"
+    assert label("ilif+detach-reset") == "ILIF+detach-reset"
+    with pytest.raises(ValueError, match="registered neurons: .*lif"):
+        label("hh")
 
 
-def fake_row(neuron: str, width: float, seed: int) -> dict:
-    firing = FIRING[(neuron, width)] + 0.001 * (seed - 2)
-    cell = f"{neuron}_rectangle_w{width:g}_s{seed}"
+# firing after training by (neuron, γ) and seed, and at step 0, for the fake summaries
+FIRING = {("lif", 0.25): (0.10, 0.11, 0.13), ("lif", 1.0): (0.20, 0.21, 0.22),
+          ("lif", 4.0): (0.30, 0.33, 0.32), ("ilif", 0.25): (0.05, 0.06, 0.05),
+          ("ilif", 1.0): (0.06, 0.07, 0.08), ("ilif", 4.0): (0.07, 0.09, 0.08)}
+STEP0 = {"lif": 0.17, "ilif": 0.16}
+LAYERS = ("features.0.neuron", "features.2.neuron")
+
+
+def fake_cell(neuron: str, width: float, seed: int, arm_shift: float = 0.0) -> dict:
+    firing = FIRING[(neuron, width)][seed - 1] + arm_shift
+    steps = [140 * e for e in range(1, 4)]
     return {
-        "cell": cell, "neuron": neuron, "variant": "", "surrogate": "rectangle",
-        "width": width, "seed": seed, "status": "done", "epochs": 3,
-        "test_acc": ACCURACY[(neuron, width)][seed - 1], "val_acc": 0.5, "firing_rate": firing,
-        "open_rate": 0.2 * width / 4, "surrogate_mean": 0.1, "overactive_share": 0.01,
-        "dead_share": 0.0, "grad_norm": 0.01, "grad_norm_first_layer": 0.002,
-        "grad_norm_last_layer": 0.02, "flops": 2.0e7, "sops": 1.0e6,
-        "synaptic_energy_pj": 1.0e6 * (2 if neuron == "lif" else 1),
-        "neuron_energy_pj": 1.0e5 * (1 if neuron == "lif" else 4),
-        "memory_energy_pj": 0.0, "ann_energy_pj": 9.2e7, "seconds": 60.0 + seed,
-        "snn_energy_pj": 1.0e6 * (2 if neuron == "lif" else 1)
-        + 1.0e5 * (1 if neuron == "lif" else 4),
-        "energy_ratio": 0.02, "run_dir": "",
+        "cell": f"{neuron}_rectangle_w{width:g}_s{seed}", "neuron": neuron, "variant": "",
+        "surrogate": "rectangle", "width": width, "seed": seed, "status": "done", "epochs": 3,
+        "sgd_steps": 420, "test_acc": 0.4 + 0.01 * seed, "train_acc": 0.5, "firing_rate": firing,
+        "step0_firing_rate": STEP0[neuron], "step0_open_rate": 0.06 * width,
+        "step0_overactive_share": 0.1, "open_rate": 0.05 * width, "sops": 2.0e7,
+        "snn_energy_pj": 3.0e7, "loihi_snn_energy_pj": 5.0e8, "ann_energy_pj": 4.7e7,
+        "synaptic_energy_pj": 2.5e7, "neuron_energy_pj": 5.0e6, "loihi_synaptic_energy_pj": 4e8,
+        "loihi_neuron_energy_pj": 9e7, "loihi_spike_energy_pj": 1e7, "seconds": 100.0,
+        "layers": {name: {"firing_rate": firing} for name in LAYERS},
+        "step0": {"bn_train": {"firing_rate": STEP0[neuron], "images": 512},
+                  "bn_eval": {"firing_rate": 0.07, "images": 512}},
+        "trajectory": [{"epoch": e + 1, "sgd_steps": s,
+                        "weight_grad_nonzero_share": {"conv": 0.99},
+                        "weight_update_ratio": {"conv": 0.02},
+                        "val_spikes": {"firing_rate": firing + 0.01 * (2 - e),
+                                       "open_rate": 0.05, "overactive_share": 0.1,
+                                       "layer_firing_rate": {n: firing for n in LAYERS}}}
+                       for e, s in enumerate(steps)],
     }
-
-
-def fake_details(row: dict) -> dict:
-    return {"layers": {name: {"firing_rate": row["firing_rate"]} for name in LAYERS},
-            "layer_grad_norm": {LAYERS[0]: 0.002, LAYERS[1]: 0.02}}
 
 
 @pytest.fixture
 def fake_root(tmp_path):
     root = tmp_path / "runs"
-    for seed in (1, 2, 3):
-        rows = [fake_row(n, w, seed) for n in ("lif", "ilif") for w in (0.25, 1.0, 4.0)]
-        write_results(root / "width" / f"s{seed}", rows, {r["cell"]: fake_details(r) for r in rows})
-    failed = dict(fake_row("lif", 1.0, 1), cell="plif_rectangle_w1_s1", neuron="plif",
-                  status="failed: RuntimeError: boom")
-    write_results(root / "neurons" / "s1", [failed], {})
+    for arm, shift in (("primary-sgd", 0.0), ("primary-adamw", 0.001)):
+        for seed in (1, 2, 3):
+            rows = [fake_cell(n, w, seed, shift) for n in ("lif", "ilif")
+                    for w in (0.25, 1.0, 4.0)]
+            write_results(root / arm / f"s{seed}", rows, {})
+    failed = {"cell": "ilif+detach-reset_rectangle_w1_s1", "status": "failed: RuntimeError"}
+    write_results(root / "gradient-paths" / "s1", [failed], {})
     return root
 
 
-def test_results_doc_from_a_fake_table(fake_root, tmp_path, monkeypatch):
-    """``python -m ilif.study --write-only``: the page from the results, the same page again."""
+def test_endpoints_paired_by_seed_against_hand_values(fake_root, tmp_path):
+    export(fake_root, tmp_path / "data")
+    results = load(tmp_path / "data")
+    cells = results.part("primary-sgd")
+    e1, e2, e3 = ENDPOINTS
+    # the validation firing after the last epoch is the fake's firing (offset 0 at epoch 3)
+    assert endpoint_values(e1, cells) == pytest.approx({1: 0.20, 2: 0.22, 3: 0.19})
+    # E2 = (LIF 4 − LIF 0.25) − (ILIF 4 − ILIF 0.25): 0.20 − 0.02, 0.22 − 0.03, 0.19 − 0.03
+    assert endpoint_values(e2, cells) == pytest.approx({1: 0.18, 2: 0.19, 3: 0.16})
+    # E3 = (ILIF 1 − 0.16) − (LIF 1 − 0.17): −0.10 − 0.03, −0.09 − 0.04, −0.08 − 0.05
+    assert endpoint_values(e3, cells) == pytest.approx({1: -0.13, 2: -0.13, 3: -0.13})
+    out = analyse(results)
+    assert [(r.endpoint.name, r.arm) for r in out] == [
+        (e, arm) for arm in ("primary-sgd", "primary-adamw") for e in ("E1", "E2", "E3")]
+    first = out[0]
+    assert first.test.n == 3 and first.test.mean == pytest.approx(0.61 / 3)
+    # s_d of (0.20, 0.22, 0.19): √(((−0.00333)² + 0.01667² + (−0.01333)²) / 2) = 0.015275
+    assert first.test.sd == pytest.approx(0.0152753, rel=1e-5)
+    # E3 is constant over seeds (p = 0); Holm multiplies the smallest p by 6
+    assert out[2].test.p == 0.0 and out[2].p_holm == 0.0
+    ps = sorted(r.test.p for r in out)
+    assert min(r.p_holm for r in out if r.test.p == ps[-1]) >= ps[-1]
+    # the arms are the same up to a shift that cancels in every difference
+    assert out[3].test.mean == pytest.approx(first.test.mean)
+
+
+def test_results_page_from_the_summaries_byte_for_byte(fake_root, tmp_path, monkeypatch):
+    """``python -m ilif.study --write-only`` from the exported summaries: the same page twice."""
     monkeypatch.chdir(REPO)  # the configs are read from the repository
+    data = tmp_path / "data"
+    written = export(fake_root, data)
+    assert {p.parent.name for p in written} == {"primary-sgd", "primary-adamw", "gradient-paths"}
+    summary = json.loads((data / "primary-sgd" / "s1.json").read_text())["cells"][0]
+    assert summary["val_firing_rate"] == pytest.approx(0.10) and "run_dir" not in summary
     doc = tmp_path / "docs" / "results.md"
     figures = tmp_path / "docs" / "figures" / "results"
-    args = ["--root", str(fake_root), "--doc", str(doc), "--figures", str(figures), "--write-only"]
     figures.mkdir(parents=True)
     (figures / "old_layout.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # shown by no page any more
+    args = ["--data", str(data), "--doc", str(doc), "--figures", str(figures), "--write-only"]
     assert main(args) == 0
     assert not (figures / "old_layout.png").exists()
-    text = doc.read_text()
-    assert write_results_doc(fake_root, doc, figures) == doc and doc.read_text() == text
-    # mean ± std over the three seeds, computed by hand
-    assert "| LIF | 0.25 | 3 | 60.00 ± 10.00 | 0.1000 ± 0.0010 |" in text
-    assert "| ILIF | 1 | 3 | 63.00 ± 1.00 | 0.0600 ± 0.0010 |" in text
-    assert "This page was generated from 18 finished runs (1 failed runs left out)" in text
-    # generated findings follow the numbers
-    assert "LIF's test firing rate rises with γ: 0.1000 at γ = 0.25 → 0.3000 at γ = 4" in text
-    assert "an increase, beyond seed noise" in text
-    assert "ILIF fires less than LIF at 3 of 3 widths (beyond seed noise at 3 of them); ILIF/LIF " \
-        "firing-rate ratio 0.500 at γ = 0.25, 0.300 at γ = 1, 0.233 at γ = 4." in text
-    # LIF at 0.25 (60 ± 10) vs ILIF (62 ± 1): ILIF higher, but within the noise
-    assert re.search(r"Test accuracy at γ = 0\.25: ILIF 62\.00 % vs LIF 60\.00 % .*within seed "
-                     r"noise\.", text)
-    # energy: ILIF synaptic 1000 nJ vs LIF 2000 nJ; with updates 1400 vs 2100
-    assert "ILIF/LIF = 0.500." in text and "ILIF/LIF = 0.667." in text
-    assert "… and still less with the neuron-state updates counted (beyond the paper): " \
-        "**agrees**." in text
-    assert "The neuron-state updates are 28.6 % of ILIF's energy and 4.8 % of LIF's." in text
-    # parts without results say so, and the reproduction commands are there
-    assert "Not run yet: no finished cell of the `ablation` sweep" in text
-    assert "ilif sweep --config configs/study/cifar10.yaml --neurons lif,ilif" in text
-    assert "95.49" in text and "estimate" in text
-    # every figure the page links exists and is a PNG
-    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(links) >= 6
+    text = doc.read_bytes()
+    assert write_results_doc(data, doc, figures) == doc and doc.read_bytes() == text
+    page = text.decode()
+    # the pre-registration comes before any result
+    assert page.index("## Primary endpoints (pre-registered)") < page.index("## Primary results")
+    assert "Status: 36 of the 72 primary runs are finished." in page
+    assert re.search(r"CIFAR-10 subset .*`primary-sgd`.*Each run: 840 SGD steps", page)
+    # E1 in the SGD arm: mean 0.2033, n = 3, with its CI and Holm p
+    assert "| E1 | SGD (the paper's recipe) | 3 | +0.2033 |" in page
+    # step 0 beside trained: LIF at γ = 0.25, step 0 0.17, trained 0.1133 ± 0.0153
+    assert "| LIF | 0.25 | 3 | 0.1700 ± 0.0000 | 0.0700 ± 0.0000 | 0.1133 ± 0.0153 |" in page
+    assert "Δr* = ΔE / (fan-out · E_AC)" in page and "| `cifar-small` | loihi |" in page
+    for word in ("agrees", "disagrees", "beyond seed noise"):
+        assert word not in page
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page)
+    assert any("firing_vs_step" in link for link in links)
     for link in links:
         path = (doc.parent / link).resolve()
         assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", link
-        assert path.parent == figures.resolve()
     assert len(list(figures.glob("*.png"))) == len(set(links))
+
+
+def test_the_committed_page_is_what_the_committed_summaries_give(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    doc = tmp_path / "results.md"
+    write_results_doc(REPO / "docs/results-data", doc, tmp_path / "figures")
+    assert doc.read_text() == (REPO / "docs/results.md").read_text()
+
+
+def test_an_empty_study_is_pending_not_an_error(tmp_path):
+    assert load(tmp_path / "none") == Results({}, {})
 
 
 def test_nmnist_tree_links_the_real_recordings(shared_data, tmp_path):

@@ -14,7 +14,6 @@ to ``raster.json`` in the run directory).
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ilif.analysis.energy import EnergyConstants, EnergyMeter
+from ilif.analysis.energy import ENERGY_PRESETS, EnergyConstants, EnergyMeter
+from ilif.analysis.trajectory import copy_model
 from ilif.monitors import GradientMonitor, SpikeMonitor, neuron_layers
 from ilif.neurons.base import reset_net
 
@@ -103,15 +103,7 @@ class AnalysisCallback:
         best = Path(summary["run_dir"]) / "checkpoint_best.pt"
         if not best.exists():
             return model
-        neurons = list(neuron_layers(model).values())
-        callbacks = [n.stats_callback for n in neurons]
-        for neuron in neurons:  # the copy must not carry the training monitor along
-            neuron.stats_callback = None
-        try:
-            copied = copy.deepcopy(model)
-        finally:
-            for neuron, callback in zip(neurons, callbacks, strict=True):
-                neuron.stats_callback = callback
+        copied = copy_model(model)  # the copy must not carry the training monitor along
         load_model_state(copied, read_checkpoint(best), best)
         return copied
 
@@ -147,6 +139,9 @@ class AnalysisCallback:
                             s = keep.pop("spikes").flatten(1)[:, :RASTER_NEURONS]
                             raster = {"layer": layer, "sample": 0, "spikes": s.int().tolist()}
                 spike_summary, energy = spikes.summary(), meter.summary()
+                presets = {name: {k: v for k, v in meter.summary(
+                    self.constants if name == self.constants.name else preset).items()
+                    if k != "layers"} for name, preset in ENERGY_PRESETS.items()}
         finally:
             handle.remove()
             model.train(was_training)
@@ -165,6 +160,7 @@ class AnalysisCallback:
                 for name, values in layers.items()
             },
             "energy": energy,
+            "energy_presets": presets,
             "raster": RASTER_FILE if raster else None,
             "analysis_seconds": time.perf_counter() - started,
         }

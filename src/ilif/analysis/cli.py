@@ -10,16 +10,19 @@ from ilif.analysis.energy import EnergyConstants
 
 
 def _add_energy_flags(parser: argparse.ArgumentParser) -> None:
-    from ilif.analysis.energy import EnergyConstants
+    from ilif.analysis.energy import ENERGY_PRESETS, EnergyConstants
 
     default = EnergyConstants()
-    group = parser.add_argument_group("energy model (docs/neurons.md)")
-    group.add_argument("--mac-pj", type=float, default=default.mac_pj,
-                       help=f"energy of a MAC (pJ, default {default.mac_pj})")
-    group.add_argument("--ac-pj", type=float, default=default.ac_pj,
-                       help=f"energy of an accumulate (pJ, default {default.ac_pj})")
-    group.add_argument("--sigmoid-macs", type=float, default=default.sigmoid_macs,
-                       help=f"cost of one sigmoid in MACs (default {default.sigmoid_macs:g})")
+    group = parser.add_argument_group("energy model (docs/neurons.md, docs/analysis.md)")
+    group.add_argument("--energy-preset", default="45nm", choices=list(ENERGY_PRESETS),
+                       help="per-operation energies: 45nm (Horowitz 2014, the default) or loihi "
+                       "(Davies et al. 2018); the flags below change single values of it")
+    group.add_argument("--mac-pj", type=float, default=None,
+                       help=f"energy of a MAC (pJ, 45nm: {default.mac_pj})")
+    group.add_argument("--ac-pj", type=float, default=None,
+                       help=f"energy of an accumulate / synaptic op (pJ, 45nm: {default.ac_pj})")
+    group.add_argument("--sigmoid-macs", type=float, default=None,
+                       help=f"cost of one sigmoid in MACs (45nm: {default.sigmoid_macs:g})")
     group.add_argument("--state-access-pj", type=float, default=None,
                        help="count state memory traffic at this energy per access (pJ)")
     group.add_argument("--encoding-once", action="store_true",
@@ -27,8 +30,14 @@ def _add_energy_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _constants(args: argparse.Namespace) -> EnergyConstants:
-    return EnergyConstants(mac_pj=args.mac_pj, ac_pj=args.ac_pj, sigmoid_macs=args.sigmoid_macs,
-                           state_access_pj=args.state_access_pj, encoding_once=args.encoding_once)
+    from ilif.analysis.energy import energy_preset
+
+    changes = {key: getattr(args, key) for key in ("mac_pj", "ac_pj", "sigmoid_macs",
+                                                   "state_access_pj")
+               if getattr(args, key, None) is not None}
+    if getattr(args, "encoding_once", False):
+        changes["encoding_once"] = True
+    return energy_preset(getattr(args, "energy_preset", "45nm"), **changes)
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -49,7 +58,8 @@ def _sweep(args: argparse.Namespace) -> int:
     except user_errors() as err:
         print(f"ilif sweep: error: {err}", file=sys.stderr)
         return 2
-    rows = run_sweep(base, grid, args.out, _constants(args), args.analysis_batches)
+    rows = run_sweep(base, grid, args.out, _constants(args), args.analysis_batches,
+                     trajectories=args.trajectories)
     if not args.no_report:
         from ilif.analysis.report import ReportError, write_report
 
@@ -125,6 +135,10 @@ def register(subparsers: Any) -> None:
     sweep.add_argument("--analysis-batches", type=int, default=None,
                        help="test batches of the final analysis pass (default: the eval limit)")
     sweep.add_argument("--no-report", action="store_true", help="skip report.md")
+    sweep.add_argument("--trajectories", action="store_true",
+                       help="also measure every cell's step-0 baseline (512 validation images, "
+                       "batch norm in training mode) and per-epoch validation rates and weight "
+                       "updates (docs/analysis.md)")
     _add_energy_flags(sweep)
     sweep.set_defaults(func=_sweep)
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ TABLE_COLUMNS = (
     ("grad_norm", "grad norm", 1.0, 3),
     ("synaptic_energy_pj", "synaptic energy (nJ)", 1e-3, 1),
     ("snn_energy_pj", "+ neuron updates (nJ)", 1e-3, 1),
+    ("loihi_snn_energy_pj", "on Loihi (nJ)", 1e-3, 1),
     ("ann_energy_pj", "ANN energy (nJ)", 1e-3, 1),
 )
 
@@ -73,6 +73,32 @@ def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
     return statistics.fmean(finite), std, len(finite)
 
 
+def group_by(cells: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Any]
+             ) -> dict[Any, list[dict[str, Any]]]:
+    """Cells grouped by ``key`` (the seeds of one setting together), in first-seen order."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for cell in cells:
+        groups.setdefault(key(cell), []).append(cell)
+    return groups
+
+
+def md_table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fmt_mean_std(numbers: Sequence[float], digits: int) -> str:
+    """``mean ± std`` (sample std) for several values, the value for one, ``–`` for none."""
+    mean, std, n = mean_std(list(numbers))
+    if n == 0:
+        return "–"
+    if n == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def series_name(cell: dict[str, Any], several_surrogates: bool) -> str:
     return f"{cell['neuron']} ({cell['surrogate']})" if several_surrogates else cell["neuron"]
 
@@ -80,28 +106,17 @@ def series_name(cell: dict[str, Any], several_surrogates: bool) -> str:
 def group_cells(cells: list[dict[str, Any]]) -> dict[tuple[str, float], list[dict[str, Any]]]:
     """Cells by (series, width): the seeds of one setting together, in first-seen order."""
     several = len({c["surrogate"] for c in cells}) > 1
-    groups: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
-    for cell in cells:
-        groups[(series_name(cell, several), float(cell["width"]))].append(cell)
-    return dict(groups)
+    return group_by(cells, lambda c: (series_name(c, several), float(c["width"])))
 
 
 def summary_table(cells: list[dict[str, Any]]) -> str:
     """A markdown table: one row per neuron × surrogate × width, mean ± std over seeds."""
     head = ["neuron", "γ", "seeds"] + [heading for _, heading, _, _ in TABLE_COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (series, width), group in group_cells(cells).items():
-        row = [series, f"{width:g}", str(len(group))]
-        for key, _, scale, digits in TABLE_COLUMNS:
-            mean, std, n = mean_std([_value(c, key) * scale for c in group])
-            if n == 0:
-                row.append("–")
-            elif n > 1:
-                row.append(f"{mean:.{digits}f} ± {std:.{digits}f}")
-            else:
-                row.append(f"{mean:.{digits}f}")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+    rows = [[series, f"{width:g}", str(len(group))]
+            + [fmt_mean_std([_value(c, key) * scale for c in group], digits)
+               for key, _, scale, digits in TABLE_COLUMNS]
+            for (series, width), group in group_cells(cells).items()]
+    return md_table(head, rows)
 
 
 def reference_cells(cells: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -118,7 +133,8 @@ def reference_cells(cells: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------- figures
-def _pyplot():
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,11 +143,12 @@ def _pyplot():
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, write (PNG, 100 dpi, no time stamp) and close ``fig``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    pyplot().close(fig)
     return path
 
 
@@ -139,7 +156,7 @@ def plot_metric_vs_width(
     cells: list[dict[str, Any]], key: str, label: str, path: Path, scale: float = 1.0
 ) -> Path:
     """Mean ± std over seeds of ``key`` against γ, one line per series (bars for one γ)."""
-    plt = _pyplot()
+    plt = pyplot()
     groups = group_cells(cells)
     widths = sorted({w for _, w in groups})
     series = list(dict.fromkeys(s for s, _ in groups))
@@ -164,7 +181,7 @@ def plot_metric_vs_width(
     ax.grid(alpha=0.3)
     if len(widths) > 1:
         ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_layers(
@@ -173,7 +190,7 @@ def plot_layers(
 ) -> Path:
     """Grouped bars: one group per layer, one bar per series (``log``: a log scale where the
     values span more than a factor 20)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     names = list(reference)
     layers = list(dict.fromkeys(layer for name in names for layer, _ in values.get(name, [])))
@@ -190,7 +207,7 @@ def plot_layers(
     ax.set_ylabel(label)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def short_layer(layer: str) -> str:
@@ -206,7 +223,7 @@ def plot_grad_per_step(reference: dict[str, dict[str, Any]], path: Path) -> Path
     layers = list(dict.fromkeys(layer for steps in per_step.values() for layer in steps))
     if not layers:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     shown = layers[:4]
     fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4), squeeze=False)
     for ax, layer in zip(axes[0], shown, strict=True):
@@ -219,7 +236,7 @@ def plot_grad_per_step(reference: dict[str, dict[str, Any]], path: Path) -> Path
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("‖∂L/∂x_t‖ (last epoch)")
     axes[0][0].legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _energy_label(layer: dict[str, Any]) -> str:
@@ -239,7 +256,7 @@ def plot_raster(run_dir: Path, reference: dict[str, dict[str, Any]], path: Path)
             rasters.append((name, json.loads(source.read_text())))
     if not rasters:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(rasters), figsize=(3.2 * len(rasters), 3.6), squeeze=False)
     for ax, (name, raster) in zip(axes[0], rasters, strict=True):
         spikes = raster["spikes"]  # [T][neurons]
@@ -252,7 +269,7 @@ def plot_raster(run_dir: Path, reference: dict[str, dict[str, Any]], path: Path)
         ax.set_xlabel("time step")
         ax.set_xticks(range(1, steps + 1) if steps <= 20 else range(1, steps + 1, steps // 10))
     axes[0][0].set_ylabel("neuron")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def make_figures(cells: list[dict[str, Any]], run_dir: Path) -> dict[str, Path]:
@@ -316,11 +333,14 @@ def _energy_note(sweep: dict[str, Any]) -> str:
               if c.get("state_access_pj") is not None else "no state memory traffic")
     return (
         f"Energy per inference from the measured test-set rates: {c.get('mac_pj')} pJ per MAC, "
-        f"{c.get('ac_pj')} pJ per accumulate; synaptic operations `SOP = r_in · T · FLOPs` for "
-        f"spike inputs, MACs over non-zero inputs for real-valued ones, the encoding layer "
+        f"{c.get('ac_pj')} pJ per accumulate (preset {c.get('name', '45nm')}); synaptic "
+        "operations `SOP = r_in · T · FLOPs` for spike inputs, for spikes through average "
+        "pooling the cheaper of event-driven SOPs and pool-first MACs, MACs over non-zero "
+        "inputs for real-valued ones, the encoding layer "
         f"counted {encoding}; neuron-state updates counted from each neuron's equations (a "
         f"sigmoid costs {c.get('sigmoid_macs')} MACs); {memory}. The ANN is the same network "
-        "run once with dense MACs. See docs/analysis.md.\n"
+        "run once with dense MACs. The column \"on Loihi\" prices the same counts with the "
+        "loihi preset (Davies et al. 2018). See docs/analysis.md.\n"
     )
 
 

@@ -58,7 +58,18 @@ COLUMNS = (
     "overactive_share", "dead_share",
     "grad_norm", "grad_norm_first_layer", "grad_norm_last_layer",
     "flops", "sops", "synaptic_energy_pj", "neuron_energy_pj", "memory_energy_pj",
-    "snn_energy_pj", "ann_energy_pj", "energy_ratio", "seconds", "run_dir",
+    "snn_energy_pj", "ann_energy_pj", "energy_ratio",
+    "sops_event_driven", "pool_first_macs", "spikes", "neuron_steps", "synaptic_fan_out",
+    "loihi_synaptic_energy_pj", "loihi_neuron_energy_pj", "loihi_spike_energy_pj",
+    "loihi_snn_energy_pj",
+    "step0_firing_rate", "step0_open_rate", "step0_overactive_share",
+    "sgd_steps", "seconds", "run_dir",
+)
+# the per-epoch metrics a cell's trajectory keeps (results.json)
+TRAJECTORY_KEYS = (
+    "epoch", "sgd_steps", "train_loss", "train_accuracy", "val_accuracy", "firing_rate",
+    "open_rate", "grad_norm", "layer_grad_norm", "layer_grad_norm_per_step",
+    "weight_grad_nonzero_share", "weight_update_ratio", "val_spikes",
 )
 
 
@@ -187,8 +198,17 @@ def result_row(cell: Cell, summary: dict[str, Any], status: str = "done") -> dic
         "run_dir": summary.get("run_dir", ""),
     }
     for key in ("flops", "sops", "synaptic_energy_pj", "neuron_energy_pj", "memory_energy_pj",
-                "snn_energy_pj", "ann_energy_pj", "energy_ratio"):
+                "snn_energy_pj", "ann_energy_pj", "energy_ratio", "sops_event_driven",
+                "pool_first_macs", "spikes", "neuron_steps", "synaptic_fan_out"):
         row[key] = as_number(energy.get(key))
+    loihi = (analysis.get("energy_presets") or {}).get("loihi") or {}
+    for key in ("synaptic_energy_pj", "neuron_energy_pj", "spike_energy_pj", "snn_energy_pj"):
+        row[f"loihi_{key}"] = as_number(loihi.get(key))
+    step0 = (summary.get("step0") or {}).get("bn_train") or {}
+    for key in ("firing_rate", "open_rate", "overactive_share"):
+        row[f"step0_{key}"] = as_number(step0.get(key))
+    history = summary.get("history") or []
+    row["sgd_steps"] = as_number(history[-1].get("sgd_steps")) if history else math.nan
     return row
 
 
@@ -201,6 +221,9 @@ def result_details(summary: dict[str, Any]) -> dict[str, Any]:
         "layer_grad_norm_per_step": analysis.get("layer_grad_norm_per_step", {}),
         "energy_layers": (analysis.get("energy") or {}).get("layers", []),
         "raster": analysis.get("raster"),
+        "step0": summary.get("step0"),
+        "trajectory": [{k: epoch[k] for k in TRAJECTORY_KEYS if k in epoch}
+                       for epoch in summary.get("history") or []],
     }
 
 
@@ -223,15 +246,27 @@ def write_results(out: Path, rows: list[dict[str, Any]], details: dict[str, Any]
 
 # ----------------------------------------------------------------------------------- the sweep
 def _read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The cell's ``summary.json`` with its step-0 baseline (``step0.json``) and its epochs
+    (``metrics.jsonl``) under ``step0`` and ``history``, where present."""
     import json
+
+    from ilif.analysis.trajectory import STEP0_FILE
+    from ilif.files import read_jsonl
 
     path = run_dir / "summary.json"
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        summary = json.loads(path.read_text())
+        step0 = run_dir / STEP0_FILE
+        if step0.exists():
+            summary["step0"] = json.loads(step0.read_text())
     except json.JSONDecodeError:
         return None  # an unreadable summary: the cell runs again (from its checkpoint)
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.exists():
+        summary["history"] = read_jsonl(metrics)
+    return summary
 
 
 def run_sweep(
@@ -241,12 +276,15 @@ def run_sweep(
     constants: EnergyConstants | None = None,
     analysis_batches: int | None = None,
     say: Callable[[str], None] = print,
+    trajectories: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every cell of ``grid`` (skipping finished ones) and write the results files.
 
     ``base``: a :class:`ilif.train.TrainConfig`; each cell replaces neuron, surrogate, width,
     seed, out and resume (and adds its variant's ``neuron_kwargs``). Returns the rows.
     A cell that fails is recorded (status ``failed: …``) and the sweep goes on.
+    ``trajectories``: also measure the step-0 baseline and the per-epoch trajectories
+    (:class:`~ilif.analysis.trajectory.TrajectoryCallback`).
     """
     from ilif.files import write_json
     from ilif.train import run_training
@@ -276,7 +314,13 @@ def run_sweep(
             )
             say(f"{head}: " + ("resuming from checkpoint_last.pt" if last.exists() else "training"))
             try:
-                summary = run_training(config, [AnalysisCallback(constants, analysis_batches)])
+                callbacks: list[Any] = [AnalysisCallback(constants, analysis_batches)]
+                if trajectories:
+                    from ilif.analysis.trajectory import TrajectoryCallback
+
+                    callbacks.append(TrajectoryCallback())
+                summary = _read_summary(run_dir) if run_training(config, callbacks) else None
+                summary = summary or {"run_dir": str(run_dir)}
             except Exception as err:  # a failed cell is recorded; the grid goes on
                 message = str(err).splitlines()[0] if str(err) else ""
                 status = f"failed: {type(err).__name__}: {message}"

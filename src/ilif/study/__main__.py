@@ -2,8 +2,10 @@
 
     python -m ilif.study                   # every sweep, then the document (make results)
     python -m ilif.study --jobs 2          # two sweeps at a time, one CPU thread each
-    python -m ilif.study --parts width --seeds 1,2,3
-    python -m ilif.study --write-only      # the document from the results already there
+    python -m ilif.study --jobs 2 --hours 3   # a piece: no sweep starts after 3 hours
+    python -m ilif.study --parts primary-sgd --seeds 1,2,3
+    python -m ilif.study --estimate        # the plan's CPU-hours, from the pilot
+    python -m ilif.study --write-only      # the document from docs/results-data alone
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import sys
 import traceback
 from pathlib import Path
 
+from ilif.study.load import DATA, export
 from ilif.study.plan import (
+    BUDGET_CPU_HOURS,
     DEFAULT_ROOT,
     NMNIST_DATA,
     PARTS,
+    estimate,
     missing_data,
     nmnist_tree,
     run_jobs,
@@ -35,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--root", default=str(DEFAULT_ROOT),
                         help=f"where the sweeps go (default {DEFAULT_ROOT})")
     parser.add_argument("--doc", default=str(DOC), help=f"the document (default {DOC})")
+    parser.add_argument("--data", default=str(DATA),
+                        help=f"the per-run summaries the page is built from (default {DATA})")
     parser.add_argument("--figures", default=str(FIGURES),
                         help=f"the figures folder (default {FIGURES})")
     parser.add_argument("--shared-data", default="../shared/data",
@@ -44,8 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1, help="sweeps at a time (default 1)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads per sweep (default 1)")
+    parser.add_argument("--hours", type=float, default=None,
+                        help="start no sweep after this many hours (run the study in pieces)")
+    parser.add_argument("--estimate", action="store_true",
+                        help="print the plan's estimated CPU-hours per part and exit")
     parser.add_argument("--write-only", action="store_true",
-                        help="run nothing: write the document from the results there")
+                        help="run nothing: write the document from the summaries in --data")
     return parser.parse_args(argv)
 
 
@@ -56,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --jobs and --threads must be >= 1", file=sys.stderr)
         return 2
     codes: dict[str, int] = {}
+    if args.estimate:
+        rows = estimate()
+        for name, cells, seeds, hours in rows:
+            print(f"{name:16s} {cells:3d} cells × {seeds} seeds  {hours:6.2f} CPU-hours")
+        total = sum(h for *_, h in rows)
+        print(f"{'total':16s} {total:28.2f} CPU-hours (budget {BUDGET_CPU_HOURS:g})")
+        return 0
     if not args.write_only:
         parts = [p.strip() for p in args.parts.split(",")] if args.parts else None
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
@@ -76,20 +94,22 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 data_root = shared if job.part.needs else None  # None: data built in
             runnable.append(dataclasses.replace(job, data_root=data_root))
-        print(f"study: {len(runnable)} sweeps into {root} ({args.jobs} at a time); the document "
-              f"is rewritten after each", flush=True)
+        print(f"study: {len(runnable)} sweeps into {root} ({args.jobs} at a time); the "
+              "summaries and the document are rewritten after each", flush=True)
 
         def done(job, code):  # noqa: ANN001 - the runner's callback
             try:
-                path = write_results_doc(root, args.doc, args.figures)
+                export(root, args.data)
+                path = write_results_doc(args.data, args.doc, args.figures, root)
             except Exception:  # the sweeps go on; the document is written again at the end
                 traceback.print_exc()
                 return
             print(f"  {path} rewritten", flush=True)
 
         codes = run_jobs(runnable, root, args.jobs, args.threads, done,
-                         say=lambda line: print(line, flush=True))
-    path = write_results_doc(root, args.doc, args.figures)
+                         say=lambda line: print(line, flush=True), hours=args.hours)
+        export(root, args.data)
+    path = write_results_doc(args.data, args.doc, args.figures, root)
     print(f"study: wrote {path} (figures in {args.figures})")
     bad = [name for name, code in codes.items() if code != 0]
     if bad:
