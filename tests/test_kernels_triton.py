@@ -353,3 +353,32 @@ def test_operators_pass_opcheck():
     call = prepare(neuron.fused_form(), x, type(state)(*(t.requires_grad_() for t in state)))
     args = (call.x2d, call.state2d, call.params, [int(v) for v in call.config], True, 16, None)
     torch.library.opcheck(torch.ops.ilif.triton_forward.default, args)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("make", [lambda: ILIF(tau=1.1, surrogate="sigmoid", width=1.0),
+                                  lambda: CLIF(surrogate="triangle", width=0.6),
+                                  lambda: LIF(surrogate="atan", width=0.8)],
+                         ids=["ilif", "clif", "lif"])
+def test_half_precision_natively_against_float64(make, dtype):
+    """float16 and bfloat16 straight into the kernels (loaded, computed in float32, stored in the
+    input dtype), from a non-zero state: spikes agree with the float64 eager loop on the upcast
+    input on ≥ 99.9 % of neuron-steps, dL/dx within relative L2 1e-2 of its gradient rounded to
+    the input dtype."""
+    neuron = make()
+    x = _input(6, shape=(3, 41), dtype=dtype, seed=21)
+    state = _random_state(neuron, x[0].detach().float(), seed=22)
+    half_state = tuple(s.to(dtype) for s in state)
+    spikes, final, _ = _triton(neuron, x, half_state, False, block=SMALL_BLOCK)
+    x64 = x.detach().double().requires_grad_()
+    ref_spikes, _, _ = neuron.multi_step_torch(
+        x64, neuron.state_type(*(s.double() for s in half_state)))
+    assert spikes.dtype == dtype and final[0].dtype == dtype
+    assert (spikes.double() == ref_spikes).double().mean() >= 0.999
+    assert 0 < float(ref_spikes.detach().mean()) < 1
+    upstream = torch.randn(x.shape, generator=torch.Generator().manual_seed(23)).to(dtype)
+    (grad,) = torch.autograd.grad(spikes, x, upstream)
+    (ref_grad,) = torch.autograd.grad(ref_spikes, x64, upstream.double())
+    assert grad.dtype == dtype
+    want = ref_grad.to(dtype).double()
+    assert float((grad.double() - want).norm() / want.norm()) <= 1e-2

@@ -17,7 +17,9 @@ Both operators have fake implementations and an autograd formula (``torch.librar
 
 The kernels take a :class:`ilif.kernels.contract.FusedForm` and tensors only. Supported: the
 families ``"ilif"`` (LIF, ILIF with every flag) and ``"clif"``; every surrogate, any width;
-float32 and float64, and bfloat16/float16 run in float32 (also under CPU autocast).
+float32 and float64; bfloat16 natively (its bits read and written by the kernels, float32
+inside, :mod:`ilif.kernels.numba_ops.bf16_drivers`); float16 runs in float32, cast at the
+operator's boundary (also under CPU autocast).
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ from ilif.kernels.contract import FAMILY_STATE, FusedForm
 
 __all__ = ["cpu_multi_step", "run_checked", "unsupported_reason", "BufferCache", "BUFFERS"]
 
-_SUPPORTED_DTYPES = (torch.float32, torch.float64)
+_SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 # inputs run in float32: cast at the operator's boundary, spikes and dL/dx in the input dtype
-_UPCAST_DTYPES = (torch.bfloat16, torch.float16)
+_UPCAST_DTYPES = (torch.float16,)
 _HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 
 
@@ -60,8 +62,8 @@ def unsupported_reason(form: FusedForm, x_seq: Tensor, state: Sequence[Tensor]) 
     if x_seq.device.type != "cpu":
         return f"the input is on {x_seq.device}, the fused CPU kernel needs CPU tensors"
     if x_seq.dtype not in _SUPPORTED_DTYPES + _UPCAST_DTYPES:
-        return (f"input dtype {x_seq.dtype} (the fused CPU kernel runs float32 and float64, "
-                "and bfloat16/float16 in float32)")
+        return (f"input dtype {x_seq.dtype} (the fused CPU kernel runs float32, float64, "
+                "bfloat16 and float16)")
     if len(state) != form.state_size:
         return f"the state has {len(state)} rows, the fused form {form.state_size}"
     if any(t.dtype != x_seq.dtype or t.device != x_seq.device for t in state):
@@ -95,8 +97,14 @@ def _config(family: str, flags: tuple[int, ...], params: tuple[float, ...],
 
 def form_config(form: FusedForm, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
     """``(cfg, par)`` of ``form`` for inputs of ``dtype`` (copies, free to change)."""
-    cfg, par = _config(form.family, tuple(form.flags), tuple(form.params), dtype)
+    cfg, par = _config(form.family, tuple(form.flags), tuple(form.params), compute_dtype(dtype))
     return cfg.copy(), par.copy()
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the kernels compute and keep the state in for inputs of ``dtype``: float32 for
+    bfloat16 and float16, else ``dtype``."""
+    return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
 
 
 _EXECUTOR: ThreadPoolExecutor | None = None
@@ -168,11 +176,15 @@ def _launch(family: str, kind: str, n_chunks: int, *arrays: np.ndarray | Tensor)
         if _omp.runtime() is not None:
             _omp.run(family, kind, n_chunks, n_threads, arrays, dtype)
             return
-    _run_chunks(ops.drivers.DRIVERS[family][kind], n_chunks,
+    drivers = ops.bf16_drivers.DRIVERS_BF16 if dtype == np.uint16 else ops.drivers.DRIVERS
+    _run_chunks(drivers[family][kind], n_chunks,
                 *(_np(a) if isinstance(a, Tensor) else a for a in arrays))
 
 
 def _np(t: Tensor) -> np.ndarray:
+    """A tensor's numpy view; bfloat16 as its uint16 bits."""
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.uint16)
     return t.detach().numpy()
 
 
@@ -213,7 +225,8 @@ class BufferCache:
             block = raw[start:start + nbytes]
         view = block.view(_NUMPY_DTYPES[dtype]).reshape(shape)
         weakref.finalize(view, self._give, block).atexit = False
-        return torch.from_numpy(view)
+        out = torch.from_numpy(view)
+        return out.view(torch.bfloat16) if dtype == torch.bfloat16 else out
 
     def _give(self, block: np.ndarray) -> None:
         with self._lock:
@@ -232,7 +245,9 @@ class BufferCache:
 
 
 BUFFERS = BufferCache(max_free_bytes=1 << 30)
-_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.uint8: np.uint8}
+# bfloat16 travels as its uint16 bits (numba has no bfloat16)
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.uint8: np.uint8,
+                 torch.bfloat16: np.uint16}
 
 
 
@@ -258,14 +273,16 @@ def fused_cpu_forward(x: Tensor, state0: Tensor, family: str, flags: list[int],
     state). Returns the spikes ``[T, N]``, the final state ``[S, N]``, what the backward reads
     (with ``keep``: σ with the spikes packed in ``[T, N]`` or the uint8 spikes ``[T, N]``; the
     other ``[0, N]``) and the float64 statistics ``[3, T]`` (spike count, gradient-open count,
-    Σ g(h) per step; ``[0, T]`` without ``want_stats``)."""
+    Σ g(h) per step; ``[0, T]`` without ``want_stats``). For bfloat16 ``x`` the spikes and the
+    final state are bfloat16, ``state0`` and σ float32 (:func:`compute_dtype`)."""
     n_steps, n = x.shape
     x = x.contiguous()
     state0 = state0.contiguous()
     packed = _packed(family, flags)
+    inner = compute_dtype(x.dtype)
     spikes = BUFFERS.empty((n_steps, n), x.dtype)
     bits = BUFFERS.empty((n_steps if keep and not packed else 0, n), torch.uint8)
-    sgm = BUFFERS.empty((n_steps if keep and packed else 0, n), x.dtype)
+    sgm = BUFFERS.empty((n_steps if keep and packed else 0, n), inner)
     final = BUFFERS.empty((state0.shape[0], n), x.dtype)
     cfg, par = form_config(FusedForm(family, tuple(flags), tuple(params), state0.shape[0]), x.dtype)
     n_chunks = _chunks(n, cfg, n_steps, backward=False)
@@ -281,8 +298,9 @@ def fused_cpu_forward(x: Tensor, state0: Tensor, family: str, flags: list[int],
 def _(x, state0, family, flags, params, want_stats, keep):
     n_steps, n = x.shape
     packed = _packed(family, flags)
+    inner = compute_dtype(x.dtype)
     return (x.new_empty((n_steps, n)), x.new_empty((state0.shape[0], n)),
-            x.new_empty((n_steps if keep and packed else 0, n)),
+            x.new_empty((n_steps if keep and packed else 0, n), dtype=inner),
             x.new_empty((n_steps if keep and not packed else 0, n), dtype=torch.uint8),
             x.new_empty((3 if want_stats else 0, n_steps), dtype=torch.float64))
 
@@ -293,16 +311,18 @@ def fused_cpu_backward(x: Tensor, state0: Tensor, sgm: Tensor, bits: Tensor, gra
                        params: list[float], want_state_grad: bool) -> tuple[Tensor, Tensor]:
     """The fused BPTT of :func:`fused_cpu_forward`: dL/dx ``[T, N]`` and dL/d(initial state)
     ``[S, N]`` (``[S, 0]`` when neither wanted nor a gradient at the final state given) from
-    dL/dS and dL/d(final state), reading what the forward kept (``sgm``, ``bits``)."""
+    dL/dS and dL/d(final state), reading what the forward kept (``sgm``, ``bits``). For
+    bfloat16 ``x``, dL/dS and dL/dx are bfloat16, the state's gradients float32."""
     n_steps, n = x.shape
     x = x.contiguous()
     n_state = state0.shape[0]
+    inner = compute_dtype(x.dtype)
     if grad_final is not None:
-        adj = grad_final.to(x.dtype).contiguous().clone()  # the kernel turns it into dL/d(state0)
+        adj = grad_final.to(inner, copy=True).contiguous()  # the kernel turns it into dL/d(state0)
     elif want_state_grad:
-        adj = x.new_zeros((n_state, n))
+        adj = x.new_zeros((n_state, n), dtype=inner)
     else:
-        adj = x.new_empty((n_state, 0))  # zero, and no dL/d(state0) wanted
+        adj = x.new_empty((n_state, 0), dtype=inner)  # zero, and no dL/d(state0) wanted
     cfg, par = form_config(FusedForm(family, tuple(flags), tuple(params), n_state), x.dtype)
     n_chunks = _chunks(n, cfg, n_steps, backward=True)
     grad_x = BUFFERS.empty((n_steps, n), x.dtype)
@@ -315,7 +335,8 @@ def fused_cpu_backward(x: Tensor, state0: Tensor, sgm: Tensor, bits: Tensor, gra
 def _(x, state0, sgm, bits, grad_spikes, grad_final, family, flags, params, want_state_grad):
     n_state, n = state0.shape[0], x.shape[1]
     wanted = grad_final is not None or want_state_grad
-    return x.new_empty(x.shape), x.new_empty((n_state, n if wanted else 0))
+    return (x.new_empty(x.shape),
+            x.new_empty((n_state, n if wanted else 0), dtype=compute_dtype(x.dtype)))
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -365,9 +386,11 @@ def run_checked(
     """:func:`cpu_multi_step` for a call that :func:`unsupported_reason` has accepted. No host
     synchronisation and no data-dependent branch: ``torch.compile`` traces it whole.
 
-    bfloat16 and float16 inputs (also under CPU autocast) run in float32: the input and the state
-    are cast up before the operator, the spikes and the final state back to the input dtype
-    after it, so that dL/dx comes back in the input dtype too (the casts' own gradients)."""
+    bfloat16 inputs (also under CPU autocast) go to the operator as they are: the kernels read
+    and write bfloat16 (x, the spikes, the final state) and compute in float32; a given initial
+    state is cast to float32 before it. float16 inputs run in float32: the input and the state
+    are cast up before the operator, the spikes and the final state back to float16 after it, so
+    that dL/dx comes back in float16 too (the casts' own gradients)."""
     shape = x_seq.shape
     n_steps = shape[0]
     dtype = x_seq.dtype
@@ -375,9 +398,9 @@ def run_checked(
     if dtype in _UPCAST_DTYPES:
         x2 = x2.float()
     if zero_state:  # passed as an empty [S, 0] array, which the kernels read as zero
-        state0 = x2.new_empty((form.state_size, 0))
+        state0 = x2.new_empty((form.state_size, 0), dtype=compute_dtype(x2.dtype))
     else:
-        state0 = torch.stack([s.reshape(-1).to(x2.dtype) for s in state])
+        state0 = torch.stack([s.reshape(-1).to(compute_dtype(x2.dtype)) for s in state])
     keep = torch.is_grad_enabled() and (x2.requires_grad or state0.requires_grad)
     spikes, final, _, _, stats = torch.ops.ilif.fused_cpu_forward(
         x2, state0, form.family, list(form.flags), list(form.params), want_stats, keep)

@@ -92,10 +92,10 @@ def ilif_forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, 
         _load_rows(ws, state0, zero0, lo, m)
         if stats_mode == STATS_NONE:
             _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo,
-                                m, par, ciu, mpiu, STATS_NONE, code)
+                                lo, m, par, ciu, mpiu, STATS_NONE, code)
         else:
             ilif_forward_chunk_counted(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats,
-                                       c, lo, m, par, ciu, mpiu, stats_mode, code)
+                                       c, lo, lo, m, par, ciu, mpiu, stats_mode, code)
         _store_final(out_state, ws, lo, m)
     _store_fence()
 
@@ -117,7 +117,8 @@ def clif_forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, 
         lo, m = _chunk(c, ch, n)
         _load_rows(ws, state0, zero0, lo, m)
         for t in range(n_steps):
-            spk, _, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_bits, t, lo, m)
+            spk, _, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_bits, t, lo, lo,
+                                           m)
             clif_forward_row(row(x, t, lo, m), row(ws, 0, 0, m), row(ws, 1, 0, m), spk, h, sgm,
                              par)
             if want_stats:
@@ -166,8 +167,8 @@ def ilif_backward(x, bits, sgm, gout, state0, adj, gx, par, cfg, c0, c1):
             bt = row(bits, t, lo, m) if has_bits else row(no_bits, 0, 0, m)
             ilif_rebuild_row(row(x, t, lo, m), v, trace, memory, drive, bt, row3(rec, 0, t, m),
                              row(sg_rows, t, lo, m), par, ciu, mpiu)
-        ilif_adjoint_chunk(x, bits, sg_rows, gout, gx, ga, rec, gsur, no_bits, lo, m, par, code,
-                           keep_reset, keep_inh, ciu, mpiu)
+        ilif_adjoint_chunk(x, bits, sg_rows, gout, gx, ga, rec, gsur, no_bits, lo, lo, m, par,
+                           code, keep_reset, keep_inh, ciu, mpiu)
         if want_adj:
             for kk in range(n_state):
                 copy_row(row(adj, kk, lo, m), row(ga, kk, 0, m))

@@ -161,25 +161,29 @@ def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mp
 
 
 @njit(inline="always", error_model="numpy")
-def _forward_rows(out_spikes, out_bits, out_sgm, buf, no_bits, t, lo, m):
+def _forward_rows(out_spikes, out_bits, out_sgm, buf, no_bits, t, lo, xlo, m):
     """The output rows of step ``t`` of a chunk: the caller's, or scratch where it wants none
-    (an output has T rows or none); and the h scratch row."""
-    spk = row(out_spikes, t, lo, m) if out_spikes.shape[0] > t else row(buf, 2, 0, m)
+    (an output has T rows or none); and the h scratch row. The chunk starts at column ``lo`` of
+    ``out_bits``, ``out_sgm`` and at ``xlo`` of ``out_spikes`` (a float32 staging buffer of the
+    chunk for bfloat16 input, :mod:`.bf16_drivers`)."""
+    spk = row(out_spikes, t, xlo, m) if out_spikes.shape[0] > t else row(buf, 2, 0, m)
     bits = row(out_bits, t, lo, m) if out_bits.shape[0] > t else row(no_bits, 0, 0, m)
     sgm = row(out_sgm, t, lo, m) if out_sgm.shape[0] > t else row(buf, 1, 0, m)
     return spk, bits, sgm, row(buf, 0, 0, m)
 
 
 @njit(inline="always", error_model="numpy")
-def _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo, m, par,
-                        ciu, mpiu, stats_mode, surrogate):
+def _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo, xlo, m,
+                        par, ciu, mpiu, stats_mode, surrogate):
     """The forward of one ILIF chunk, all its steps: :func:`ilif_forward_row` per step, from the
     state rows ``ws`` (updated in place); with ``stats_mode`` (a constant) the per-step sums go
-    to ``stats[c]``."""
+    to ``stats[c]``. The chunk starts at column ``xlo`` of ``x`` and ``out_spikes``, at ``lo``
+    of the other outputs (:func:`_forward_rows`)."""
     v, trace, memory, drive = row(ws, 0, 0, m), row(ws, 1, 0, m), row(ws, 2, 0, m), row(ws, 3, 0, m)
     for t in range(x.shape[0]):
-        spk, bits, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_bits, t, lo, m)
-        n_spk, n_open = ilif_forward_row(row(x, t, lo, m), v, trace, memory, drive, bits, spk, h,
+        spk, bits, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_bits, t, lo, xlo,
+                                          m)
+        n_spk, n_open = ilif_forward_row(row(x, t, xlo, m), v, trace, memory, drive, bits, spk, h,
                                          sgm, par, ciu, mpiu, stats_mode)
         if stats_mode == STATS_COUNT:  # the rectangle: h was not written
             _record_stats(stats, c, t, n_spk, n_open, _rectangle_sum(n_open, par))
@@ -189,17 +193,17 @@ def _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stat
 
 @njit(cache=True, error_model="numpy")
 def ilif_forward_chunk_counted(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo,
-                               m, par, ciu, mpiu, stats_mode, surrogate):
+                               xlo, m, par, ciu, mpiu, stats_mode, surrogate):
     """:func:`_ilif_forward_chunk` with the statistics: a function of its own, called once per
     chunk, so that the drivers, which inline the plain loops, stay small enough to compile in
     reasonable time (``benchmarks/kernel_profile.py --only compile``)."""
     wide_vectors()
     if stats_mode == STATS_H:
-        _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo, m,
-                            par, ciu, mpiu, STATS_H, surrogate)
+        _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo, xlo,
+                            m, par, ciu, mpiu, STATS_H, surrogate)
     else:
-        _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo, m,
-                            par, ciu, mpiu, STATS_COUNT, surrogate)
+        _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo, xlo,
+                            m, par, ciu, mpiu, STATS_COUNT, surrogate)
 
 
 @njit(inline="always", error_model="numpy")
@@ -278,14 +282,15 @@ def _ilif_adjoint_flags(xt, bt, sgt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, m, par, code,
+def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, xlo, m, par, code,
                        keep_reset, keep_inh, ciu, mpiu):
     """The adjoint steps of one ILIF chunk backwards in time, from and into the adjoint rows
     ``ga`` (dL/d state_{t−1} from dL/d state_t): per step the step's g(h) from its rebuilt h in
     ``rec[0, t]``, then one branch-free loop per flag set (:func:`_ilif_adjoint_loop`) from h,
     g(h) and the spikes and slopes: packed with σ(M) in ``sgm`` (:func:`pack_sigma`) with
     ``mpiu``, else the uint8 ``bits``. ``gx`` receives dL/dx. One call per chunk, not per
-    step."""
+    step. The chunk starts at column ``xlo`` of ``x``, ``gout`` and ``gx`` (float32 staging
+    buffers of the chunk for bfloat16, :mod:`.bf16_drivers`), at ``lo`` of ``bits``, ``sgm``."""
     wide_vectors()
     gv, gi, gm, gd = row(ga, 0, 0, m), row(ga, 1, 0, m), row(ga, 2, 0, m), row(ga, 3, 0, m)
     g = row(gsur, 0, 0, m)
@@ -293,8 +298,8 @@ def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, m, pa
         ht = row3(rec, 0, t, m)
         bt = row(bits, t, lo, m) if bits.shape[0] > t else row(no_bits, 0, 0, m)
         surrogate_row(g, ht, code, par)
-        _ilif_adjoint_flags(row(x, t, lo, m), bt, row(sgm, t, lo, m), row(gout, t, lo, m),
-                            row(gx, t, lo, m), gv, gi, gm, gd, ht, g, par[LAMBDA], par[THRESHOLD],
+        _ilif_adjoint_flags(row(x, t, xlo, m), bt, row(sgm, t, lo, m), row(gout, t, xlo, m),
+                            row(gx, t, xlo, m), gv, gi, gm, gd, ht, g, par[LAMBDA], par[THRESHOLD],
                             par[CIU_GAIN], par[MPIU_GAIN], par[ZERO], par[ONE], keep_reset,
                             keep_inh, ciu, mpiu)
 

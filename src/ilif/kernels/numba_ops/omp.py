@@ -10,6 +10,12 @@ import functools
 import numpy as np
 from numba import carray, cfunc, njit, types
 
+from ilif.kernels.numba_ops.bf16_drivers import (
+    clif_backward_bf16,
+    clif_forward_bf16,
+    ilif_backward_bf16,
+    ilif_forward_bf16,
+)
 from ilif.kernels.numba_ops.cache import numba_cache_dir
 from ilif.kernels.numba_ops.drivers import clif_backward, clif_forward, ilif_backward, ilif_forward
 from ilif.kernels.numba_ops.layout import COUNTER, HEADER, N_CHUNKS, N_THREADS, PER_ARRAY
@@ -54,21 +60,24 @@ _N_ARRAYS = 9  # arrays per launch, forward and backward
 
 
 @njit(inline="always")
-def _forward_arrays(meta, f):
-    """x, state0, spikes, uint8 spikes, σ, final state, par, cfg, stats of a forward launch."""
+def _forward_arrays(meta, f, fx):
+    """x, state0, spikes, uint8 spikes, σ, final state, par, cfg, stats of a forward launch; x,
+    the spikes and the final state of dtype ``fx`` (uint16 for bfloat16), the other floats of
+    ``f``."""
     u8, i64, f64 = types.uint8, types.int64, types.float64
-    return (array_at(meta, 0, 2, f), array_at(meta, 1, 2, f), array_at(meta, 2, 2, f),
-            array_at(meta, 3, 2, u8), array_at(meta, 4, 2, f), array_at(meta, 5, 2, f),
+    return (array_at(meta, 0, 2, fx), array_at(meta, 1, 2, f), array_at(meta, 2, 2, fx),
+            array_at(meta, 3, 2, u8), array_at(meta, 4, 2, f), array_at(meta, 5, 2, fx),
             array_at(meta, 6, 1, f), array_at(meta, 7, 1, i64), array_at(meta, 8, 3, f64))
 
 
 @njit(inline="always")
-def _backward_arrays(meta, f):
-    """x, uint8 spikes, σ, dL/dS, state0, adjoint, dL/dx, par, cfg of a backward launch."""
+def _backward_arrays(meta, f, fx):
+    """x, uint8 spikes, σ, dL/dS, state0, adjoint, dL/dx, par, cfg of a backward launch; x,
+    dL/dS and dL/dx of dtype ``fx``, the other floats of ``f``."""
     u8, i64 = types.uint8, types.int64
-    return (array_at(meta, 0, 2, f), array_at(meta, 1, 2, u8), array_at(meta, 2, 2, f),
-            array_at(meta, 3, 2, f), array_at(meta, 4, 2, f), array_at(meta, 5, 2, f),
-            array_at(meta, 6, 2, f), array_at(meta, 7, 1, f), array_at(meta, 8, 1, i64))
+    return (array_at(meta, 0, 2, fx), array_at(meta, 1, 2, u8), array_at(meta, 2, 2, f),
+            array_at(meta, 3, 2, fx), array_at(meta, 4, 2, f), array_at(meta, 5, 2, f),
+            array_at(meta, 6, 2, fx), array_at(meta, 7, 1, f), array_at(meta, 8, 1, i64))
 
 
 # One body per family and direction, each naming its driver as a global: a cached cfunc's key
@@ -76,7 +85,7 @@ def _backward_arrays(meta, f):
 def _ilif_bodies(f):
     def forward(data):
         meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _forward_arrays(meta, f)
+        arrays = _forward_arrays(meta, f, f)
         while True:
             c0, c1 = next_block(meta)
             if c0 >= c1:
@@ -85,7 +94,7 @@ def _ilif_bodies(f):
 
     def backward(data):
         meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _backward_arrays(meta, f)
+        arrays = _backward_arrays(meta, f, f)
         while True:
             c0, c1 = next_block(meta)
             if c0 >= c1:
@@ -98,7 +107,7 @@ def _ilif_bodies(f):
 def _clif_bodies(f):
     def forward(data):
         meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _forward_arrays(meta, f)
+        arrays = _forward_arrays(meta, f, f)
         while True:
             c0, c1 = next_block(meta)
             if c0 >= c1:
@@ -107,7 +116,7 @@ def _clif_bodies(f):
 
     def backward(data):
         meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _backward_arrays(meta, f)
+        arrays = _backward_arrays(meta, f, f)
         while True:
             c0, c1 = next_block(meta)
             if c0 >= c1:
@@ -117,16 +126,69 @@ def _clif_bodies(f):
     return forward, backward
 
 
+def _ilif_bf16_bodies(f):
+    fx = types.uint16
+
+    def forward(data):
+        meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
+        arrays = _forward_arrays(meta, f, fx)
+        while True:
+            c0, c1 = next_block(meta)
+            if c0 >= c1:
+                return
+            ilif_forward_bf16(*arrays, c0, c1)
+
+    def backward(data):
+        meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
+        arrays = _backward_arrays(meta, f, fx)
+        while True:
+            c0, c1 = next_block(meta)
+            if c0 >= c1:
+                return
+            ilif_backward_bf16(*arrays, c0, c1)
+
+    return forward, backward
+
+
+def _clif_bf16_bodies(f):
+    fx = types.uint16
+
+    def forward(data):
+        meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
+        arrays = _forward_arrays(meta, f, fx)
+        while True:
+            c0, c1 = next_block(meta)
+            if c0 >= c1:
+                return
+            clif_forward_bf16(*arrays, c0, c1)
+
+    def backward(data):
+        meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
+        arrays = _backward_arrays(meta, f, fx)
+        while True:
+            c0, c1 = next_block(meta)
+            if c0 >= c1:
+                return
+            clif_backward_bf16(*arrays, c0, c1)
+
+    return forward, backward
+
+
 _BODIES = {"ilif": _ilif_bodies, "clif": _clif_bodies}
+# bfloat16 (its uint16 bits) in and out, float32 inside (:mod:`.bf16_drivers`)
+_BF16_BODIES = {"ilif": _ilif_bf16_bodies, "clif": _clif_bf16_bodies}
 
 
 @functools.cache
 def omp_bodies(family: str, dtype: np.dtype) -> dict:
     """The ``cfunc`` bodies of one kernel family (``"ilif"``, ``"clif"``) and float ``dtype``:
     ``{"forward": ..., "backward": ...}``, compiled (or loaded from the guarded cache,
-    :mod:`.cache`) on first use."""
-    f = types.float32 if np.dtype(dtype) == np.float32 else types.float64
-    forward, backward = _BODIES[family](f)
+    :mod:`.cache`) on first use. ``uint16`` stands for bfloat16 (computed in float32)."""
+    if np.dtype(dtype) == np.uint16:
+        forward, backward = _BF16_BODIES[family](types.float32)
+    else:
+        f = types.float32 if np.dtype(dtype) == np.float32 else types.float64
+        forward, backward = _BODIES[family](f)
     signature = types.void(types.voidptr)
     with numba_cache_dir():
         return {

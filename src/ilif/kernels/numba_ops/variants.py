@@ -52,9 +52,9 @@ def ensure_variant(
 
 
 def compile_variant(family: str, dtype: np.dtype | type) -> None:
-    """Compile (or load) the kernels of ``family`` (``"ilif"``, ``"clif"``) for float ``dtype``,
-    once per process."""
-    name = np.dtype(dtype).name
+    """Compile (or load) the kernels of ``family`` (``"ilif"``, ``"clif"``) for float ``dtype``
+    (``uint16``: bfloat16), once per process."""
+    name = "bfloat16" if np.dtype(dtype) == np.uint16 else np.dtype(dtype).name
     if (family, name) in _READY:
         return
     from ilif.kernels.numba_ops.cache import numba_cache_dir

@@ -1,0 +1,62 @@
+"""bfloat16 ⇄ float32 in the fused CPU kernels, on the raw uint16 bits (numba has no bfloat16).
+
+bfloat16 is the top half of a float32: widening is exact, ``f32 = bits(u) << 16``; narrowing
+rounds to nearest, ties to even, on the bits: ``u = (b + 0x7FFF + ((b >> 16) & 1)) >> 16`` for
+the float32 bits ``b`` (an overflow rounds to ±inf, as it should), and every NaN becomes 0xFFFF,
+as torch's ``.to(torch.bfloat16)`` on the CPU (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ilif.kernels.numba_ops.llvm import _bits_of_f32, _f32_from_bits
+
+BF16_NAN = 0xFFFF  # the bits torch's CPU conversion gives every NaN
+
+
+@njit(inline="always")
+def bf16_to_f32(u):
+    """The float32 value of the bfloat16 bits ``u`` (uint16): exact."""
+    return _f32_from_bits(np.int64(u) << 16)
+
+
+@njit(inline="always")
+def f32_to_bf16(f):
+    """The bfloat16 bits (uint16) nearest the float32 ``f``, ties to even; NaN → 0xFFFF."""
+    b = np.int64(_bits_of_f32(f)) & 0xFFFFFFFF
+    rounded = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
+    is_nan = (b & 0x7FFFFFFF) > 0x7F800000
+    return np.uint16(BF16_NAN if is_nan else rounded)
+
+
+@njit(inline="always")
+def widen_row(dst, src):
+    """``dst[:] = float32(src[:])``: a bfloat16 row (uint16 bits) into a float32 row."""
+    for j in range(dst.shape[0]):
+        dst[j] = bf16_to_f32(src[j])
+
+
+@njit(inline="always")
+def narrow_row(dst, src):
+    """``dst[:] = bfloat16(src[:])``: a float32 row into a bfloat16 row (uint16 bits), rounded
+    to nearest even."""
+    for j in range(dst.shape[0]):
+        dst[j] = f32_to_bf16(src[j])
+
+
+@njit(cache=True)
+def to_bf16_bits(values):
+    """The bfloat16 bits of a float32 array (for the tests)."""
+    out = np.empty(values.shape[0], np.uint16)
+    narrow_row(out, values)
+    return out
+
+
+@njit(cache=True)
+def from_bf16_bits(bits):
+    """The float32 values of bfloat16 bits (for the tests)."""
+    out = np.empty(bits.shape[0], np.float32)
+    widen_row(out, bits)
+    return out
