@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_shapes import SHAPES
 
 from ilif.models import create_model, list_models
 from ilif.neurons import ILIF, LIF, NEURON_VARIANTS, Neuron
-
-# (model, in_channels, image size) small enough for a quick CPU forward
-SHAPES = {
-    "resnet18": (3, 16),
-    "resnet19": (3, 16),
-    "vgg11": (2, 32),
-    "cifar-small": (3, 32),
-    "digits-small": (1, 8),
-    "resnet34": (3, 32),
-    "sew-resnet34": (3, 32),
-}
 
 
 def neurons(model: torch.nn.Module) -> list[Neuron]:

@@ -7,22 +7,12 @@ import copy
 
 import pytest
 import torch
+from model_shapes import SHAPES
 from torch import nn
 
 from ilif.models import create_model, list_models, swap_neurons
 from ilif.models.layers import TimeDistributed, fold_time, repeated_batch_norm
 from ilif.neurons import ILIF, LIF, Neuron
-
-# (in_channels, image size): small enough for a quick CPU forward
-SHAPES = {
-    "resnet18": (3, 16),
-    "resnet19": (3, 16),
-    "vgg11": (2, 32),
-    "cifar-small": (3, 32),
-    "digits-small": (1, 8),
-    "resnet34": (3, 32),
-    "sew-resnet34": (3, 32),
-}
 
 
 def tiny(name: str, **kw) -> tuple[nn.Module, torch.Tensor]:
