@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -313,6 +315,15 @@ def test_eval_command_writes_its_result(tmp_path, capsys):
     row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert result["count"] == 360 and result["accuracy"] == row["test_accuracy"]
     assert result["firing_rate"] == pytest.approx(row["test_firing_rate"])
+    assert result["precision"] == "float32"
+    # --amp: the same checkpoint under bf16 autocast (rounding moves the loss, not the rates much)
+    assert ilif_main(["eval", str(out / "checkpoint_last.pt"), "--quiet", "--amp",
+                      "--out", str(tmp_path / "e16.json")]) == 0
+    half = json.loads((tmp_path / "e16.json").read_text())
+    assert half["precision"] == "bfloat16" and half["count"] == 360
+    assert half["loss"] != result["loss"]
+    assert abs(half["firing_rate"] - result["firing_rate"]) < 0.02
+    assert "open rate" in capsys.readouterr().out
 
 
 def test_event_data_adamw_clipping_and_no_validation_split(tmp_path):
@@ -330,3 +341,29 @@ def test_event_data_adamw_clipping_and_no_validation_split(tmp_path):
     _, _, state = load_checkpoint(out / "checkpoint_last.pt")
     assert "exp_avg" in next(iter(state["optimizer"]["state"].values()))  # AdamW's moments
     assert state["model_args"]["in_channels"] == 2 and state["model_args"]["dropout"] == 0.2
+
+
+def test_bf16_shift_benchmark_pairs_float32_and_bf16_evaluations(tmp_path):
+    out = tmp_path / "run"
+    assert ilif_main(["train", "--dataset", "digits", "--T", "2", "--epochs", "1",
+                      "--limit-train-batches", "2", "--batch-size", "32", "--quiet",
+                      "--out", str(out)]) == 0
+    ckpt = out / "checkpoint_last.pt"
+    assert ilif_main(["eval", str(ckpt), "--quiet", "--out", str(tmp_path / "f32.json")]) == 0
+    assert ilif_main(["eval", str(ckpt), "--quiet", "--amp",
+                      "--out", str(tmp_path / "b16.json")]) == 0
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bf16_shift.py"
+    result = subprocess.run([sys.executable, str(script), str(ckpt), str(ckpt),
+                             "--out", str(tmp_path / "shift.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    shift = json.loads((tmp_path / "shift.json").read_text())
+    f32 = json.loads((tmp_path / "f32.json").read_text())
+    b16 = json.loads((tmp_path / "b16.json").read_text())
+    run = shift["runs"][0]
+    for q in ("firing_rate", "open_rate", "accuracy"):
+        # the same numbers as `ilif eval` without and with --amp, and their paired difference
+        assert run["float32"][q] == pytest.approx(f32[q], abs=1e-12)
+        assert run["bfloat16"][q] == pytest.approx(b16[q], abs=1e-12)
+        assert shift["summary"][q]["mean_delta"] == pytest.approx(b16[q] - f32[q], abs=1e-12)
+        assert shift["summary"][q]["n"] == 2

@@ -154,10 +154,12 @@ def _eval(args: argparse.Namespace) -> int:
     from ilif.train.distributed import DistContext, resolve_device
     from ilif.train.loop import evaluate
     from ilif.train.loss import SpikingLoss
+    from ilif.train.precision import autocast_dtype
 
     try:
         import_requested(args)
         device = resolve_device(args.device)
+        amp = autocast_dtype(device, args.amp, args.amp_dtype)
         model, config, state = load_checkpoint(args.checkpoint, device)
         changes = {"dataset": args.dataset, "data_root": args.data_root}
         config = config.replace(**{k: v for k, v in changes.items() if v is not None},
@@ -170,20 +172,22 @@ def _eval(args: argparse.Namespace) -> int:
                              DistContext(), device.type == "cuda")
         loss_fn = SpikingLoss.from_config(config)
         with SpikeMonitor(model) as monitor:
-            result = evaluate(model, loader, device, loss_fn=loss_fn,
+            result = evaluate(model, loader, device, loss_fn=loss_fn, amp=amp,
                               limit_batches=args.limit_eval_batches, monitor=monitor,
                               progress=not args.quiet, desc=args.split)
     except user_errors() as err:
         print(f"ilif eval: error: {one_line(err)}", file=sys.stderr)
         return 2
     result.update(checkpoint=str(args.checkpoint), epoch=state["epoch"], split=args.split,
-                  dataset=config.dataset, model=config.model, neuron=config.neuron)
+                  dataset=config.dataset, model=config.model, neuron=config.neuron,
+                  precision=str(amp).removeprefix("torch.") if amp else "float32")
     out = args.out or str(Path(args.checkpoint).with_name(
         f"eval_{Path(args.checkpoint).stem}_{config.dataset}_{args.split}.json"))
     write_json(out, result)
     print(f"{config.model}/{config.neuron} on {config.dataset} {args.split}: accuracy "
           f"{100 * result['accuracy']:.2f}% ({result['correct']}/{result['count']}), loss "
-          f"{result['loss']:.4f}, firing rate {result['firing_rate']:.4f}; written to {out}")
+          f"{result['loss']:.4f}, firing rate {result['firing_rate']:.4f}, open rate "
+          f"{result['open_rate']:.4f} ({result['precision']}); written to {out}")
     return 0
 
 
@@ -216,5 +220,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--workers", type=int, default=0)
     evaluate.add_argument("--out", help="JSON file for the result (default: beside the checkpoint)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.add_argument(
+        "--amp", action=argparse.BooleanOptionalAction, default=None,
+        help="autocast: bfloat16 on the CPU, float16 on CUDA (default: float32 on the CPU, "
+        "float16 on CUDA), as ilif train --amp",
+    )
+    evaluate.add_argument("--amp-dtype", choices=("auto", "fp16", "bf16"), default="auto",
+                          help="the autocast type with --amp (fp16 is CUDA only)")
     add_import_flag(evaluate)
     evaluate.set_defaults(func=_eval)
