@@ -1,5 +1,6 @@
-"""Event streams: readers and writers for N-MNIST ``.bin``, AEDAT 2.0 (jAER, DVS128) and AEDAT 3.1
-(DVS128 Gesture), and an event-camera emulator that turns static images into saccade events.
+"""Event streams: readers and writers for N-MNIST ``.bin``, AEDAT 2.0 (jAER, DVS128), AEDAT 3.1
+(DVS128 Gesture) and AEDAT 4 (from :mod:`ilif.data.aedat4`), and an event-camera emulator that
+turns static images into saccade events.
 
 An event stream is a numpy structured array with fields ``t`` (int64, µs), ``x``, ``y`` (int16)
 and ``p`` (int8, 0 = OFF, 1 = ON), the convention tonic uses. Readers validate everything they

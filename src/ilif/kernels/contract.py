@@ -50,7 +50,8 @@ class FusedForm:
             raise ValueError(f"a FusedForm has {len(FLAG_NAMES)} flags {FLAG_NAMES} and "
                              f"{len(PARAM_NAMES)} params {PARAM_NAMES}")
         if not 0 <= self.flag("surrogate") < N_SURROGATES:
-            raise ValueError(f"surrogate code must be in [0, {N_SURROGATES}), got {self.flags[4]}")
+            raise ValueError(f"surrogate code must be in [0, {N_SURROGATES}), "
+                             f"got {self.flag('surrogate')}")
         if not 1 <= self.state_size <= len(FAMILY_STATE[self.family]):
             raise ValueError(f"state_size of family {self.family!r} must be in "
                              f"[1, {len(FAMILY_STATE[self.family])}], got {self.state_size}")

@@ -250,8 +250,6 @@ _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.uin
                  torch.bfloat16: np.uint16}
 
 
-
-
 def _packed(family: str, flags: Sequence[int]) -> bool:
     """Whether the backward reads σ with the spikes packed in (ILIF with the MPIU, CLIF), not
     the uint8 spikes."""

@@ -1,6 +1,7 @@
 """Triton kernels for the fused multi-step LIF, ILIF (every ablation flag) and CLIF on CUDA.
 
-One program owns a block of neurons and loops over the T time steps inside (SPEC §2 equations):
+One program owns a block of neurons and loops over the T time steps inside (equations:
+:mod:`ilif.kernels.contract`, docs/neurons.md):
 
 - forward kernel: ``x[T, N] -> S[T, N]`` and the final state; optionally the per-step statistics
   (spike count, gradient-open count ``|h| < γ/2``, sum of ``g(h)``) by per-block sums and atomics.
@@ -106,7 +107,8 @@ def _column_sum_raw(values, axis: tl.constexpr):
 
 
 def _surrogate_grad_raw(h, gamma, SHAPE: tl.constexpr):
-    """g(h), unit area and peak 1/γ: rectangle, triangle, sigmoid σ(4h/γ)', atan (SPEC §3)."""
+    """g(h), unit area and peak 1/γ: rectangle, triangle, sigmoid σ(4h/γ)', atan
+    (docs/neurons.md)."""
     if SHAPE == 0:
         g = tl.where(tl.abs(h) < 0.5 * gamma, 1.0 / gamma, 0.0 * h)
     elif SHAPE == 1:

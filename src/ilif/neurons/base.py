@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ilif.kernels import FusedForm, fused_multi_step
+from ilif.kernels.contract import N_SURROGATES
 from ilif.neurons.ops import NeuronOps
 from ilif.surrogate import Rectangle, Surrogate, get_surrogate
 
@@ -143,9 +144,9 @@ class Neuron(nn.Module):
         return None
 
     def _surrogate_code(self) -> int | None:
-        """The surrogate's kernel code (0-3), or None for a surrogate without one."""
+        """The surrogate's kernel code, or None for a surrogate without one."""
         code = getattr(self.surrogate, "code", -1)
-        return code if isinstance(code, int) and 0 <= code < 4 else None
+        return code if isinstance(code, int) and 0 <= code < N_SURROGATES else None
 
     @property
     def decay(self) -> float | Tensor:

@@ -98,16 +98,13 @@ class TrainConfig:
             "optimizer": ("sgd", "adamw"),
             "scheduler": ("cosine", "constant"),
             "loss_target": ("constant", "onehot"),
+            "amp_dtype": ("auto", "fp16", "bf16"),
         }
         for key, options in choices.items():
             if getattr(self, key) not in options:
                 raise ConfigError(
                     f"{key} must be one of {', '.join(options)}, got {key}={getattr(self, key)!r}"
                 )
-        choices["amp_dtype"] = ("auto", "fp16", "bf16")
-        if self.amp_dtype not in choices["amp_dtype"]:
-            raise ConfigError(f"amp_dtype must be one of auto, fp16, bf16, got "
-                              f"amp_dtype={self.amp_dtype!r}")
         positive = ("epochs", "batch_size", "T", "limit_train_batches", "limit_eval_batches",
                     "train_size", "accumulate", "global_batch", "image_size")
         for key in positive:

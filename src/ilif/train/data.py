@@ -72,22 +72,9 @@ def shuffle_seed(seed: int) -> int:
 def train_sampler(size: int, seed: int, ctx: DistContext) -> DistributedSampler:
     """A fresh permutation every epoch, drawn from ``seed`` and the epoch alone (so any epoch can
     be replayed), split across ``world_size`` processes (padded to equal shards)."""
-    indices = _Range(size)
-    return DistributedSampler(indices, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+    # the sampler asks its dataset for the length only
+    return DistributedSampler(range(size), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                               seed=shuffle_seed(seed), drop_last=False)
-
-
-class _Range(Dataset):
-    """A stand-in dataset of ``size`` items for the sampler (it only asks for the length)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, index: int) -> int:
-        return index
 
 
 class ShardSampler(Sampler[int]):

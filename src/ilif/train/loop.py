@@ -33,8 +33,6 @@ def call_callbacks(callbacks: Sequence[Any], method: str, *args: Any) -> None:
             hook(*args)
 
 
-
-
 def spike_summary(monitor: SpikeMonitor | None, ctx: DistContext) -> dict[str, Any]:
     """The monitor's whole-network rates and per-layer firing rates, averaged over processes."""
     if monitor is None:
@@ -128,7 +126,7 @@ def train_one_epoch(
                 )
             if first:
                 optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
+            scaler.scale(loss / accumulate).backward()  # x / 1 is exact: K = 1 is unchanged
         if last:
             scaler.unscale_(optimizer)
             call_callbacks(callbacks, "on_after_backward", model, batch_idx // accumulate)

@@ -61,9 +61,10 @@ def predict(outputs: Tensor) -> Tensor:
     return outputs.sum(dim=0).argmax(dim=-1)
 
 
-def topk_correct(outputs: Tensor, labels: Tensor, k: int = 5) -> int:
+def topk_correct(outputs: Tensor, labels: Tensor, k: int = 5) -> Tensor:
     """How many ``labels`` are among the ``min(k, K)`` largest ``Σ_t O_t`` of ``outputs``
-    ``[T, N, K]`` (top-1 when ``k = 1``, the same rule as :func:`predict`)."""
+    ``[T, N, K]`` (top-1 when ``k = 1``, the same rule as :func:`predict`), as a tensor on the
+    outputs' device (no host sync per batch)."""
     scores = outputs.sum(dim=0)
     top = scores.topk(min(k, scores.shape[-1]), dim=-1).indices
-    return int((top == labels.unsqueeze(-1)).any(dim=-1).sum())
+    return (top == labels.unsqueeze(-1)).any(dim=-1).sum()
