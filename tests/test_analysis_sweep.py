@@ -53,6 +53,13 @@ def test_demo_writes_report_figures_and_results(demo_dir: Path, capsys) -> None:
     by_cell = {(r["neuron"], float(r["width"])): float(r["open_rate"]) for r in rows}
     for neuron in ("lif", "ilif"):
         assert by_cell[(neuron, 2.0)] > by_cell[(neuron, 0.5)]
+    # the step-0 firing rate (before any update) is measured for every cell; the forward pass
+    # does not depend on γ and one seed gives one initialisation, so it is the same at every γ
+    step0 = {(r["neuron"], float(r["width"])): float(r["step0_firing_rate"]) for r in rows}
+    for neuron in ("lif", "ilif"):
+        assert 0.0 < step0[(neuron, 0.5)] < 1.0
+        assert step0[(neuron, 2.0)] == step0[(neuron, 0.5)]
+    assert "firing rate at step 0" in (demo_dir / "report.md").read_text()
     # every epoch's metrics carry the gradient norms per layer and per step
     cell = demo_dir / "cells" / "ilif_rectangle_w2_s1"
     epoch = json.loads((cell / "metrics.jsonl").read_text().splitlines()[-1])

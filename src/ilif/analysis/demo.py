@@ -1,8 +1,10 @@
 """``ilif demo``: LIF vs ILIF on the embedded digits over a small γ sweep, with the full report.
 
 Trains ``digits-small`` with LIF and with ILIF at each surrogate width γ (rectangle surrogate),
-measures test accuracy, firing rate, gradient-open rate, gradient norms and energy, prints the
-table, and writes ``results.csv``, ``results.json``, ``report.md`` and its figures into ``--out``.
+measures test accuracy, firing rate (trained, and at step 0: the untrained network with batch
+norm in training mode, :mod:`ilif.analysis.trajectory`), gradient-open rate, gradient norms and
+energy, prints the table, and writes ``results.csv``, ``results.json``, ``report.md`` and its
+figures into ``--out``.
 No download; a few minutes on two CPU cores. Rerunning resumes (finished cells are kept).
 """
 
@@ -47,7 +49,7 @@ def run_demo(
                 seeds=list(seeds))
     print(f"ilif demo: {len(grid.cells())} training runs ({', '.join(neurons)} × γ "
           f"{', '.join(f'{w:g}' for w in widths)}) on the embedded digits, into {out}", flush=True)
-    run_sweep(base, grid, out, say=lambda line: print(line, flush=True))
+    run_sweep(base, grid, out, say=lambda line: print(line, flush=True), trajectories=True)
     report = write_report(out)
     from ilif.analysis.report import load_results
 

@@ -24,6 +24,7 @@ FIGURES = "figures"
 # (column, heading, scale, digits) of the summary table
 TABLE_COLUMNS = (
     ("test_acc", "test acc (%)", 100.0, 2),
+    ("step0_firing_rate", "firing rate at step 0", 1.0, 4),
     ("firing_rate", "firing rate", 1.0, 4),
     ("open_rate", "gradient-open rate", 1.0, 4),
     ("grad_norm", "grad norm", 1.0, 3),
@@ -110,11 +111,14 @@ def group_cells(cells: list[dict[str, Any]]) -> dict[tuple[str, float], list[dic
 
 
 def summary_table(cells: list[dict[str, Any]]) -> str:
-    """A markdown table: one row per neuron × surrogate × width, mean ± std over seeds."""
-    head = ["neuron", "γ", "seeds"] + [heading for _, heading, _, _ in TABLE_COLUMNS]
+    """A markdown table: one row per neuron × surrogate × width, mean ± std over seeds. A column
+    that no cell has (the step-0 rates of a sweep run without ``--trajectories``) is left out."""
+    columns = [column for column in TABLE_COLUMNS
+               if any(math.isfinite(_value(c, column[0])) for c in cells)]
+    head = ["neuron", "γ", "seeds"] + [heading for _, heading, _, _ in columns]
     rows = [[series, f"{width:g}", str(len(group))]
             + [fmt_mean_std([_value(c, key) * scale for c in group], digits)
-               for key, _, scale, digits in TABLE_COLUMNS]
+               for key, _, scale, digits in columns]
             for (series, width), group in group_cells(cells).items()]
     return md_table(head, rows)
 
