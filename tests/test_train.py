@@ -367,3 +367,34 @@ def test_bf16_shift_benchmark_pairs_float32_and_bf16_evaluations(tmp_path):
         assert run["bfloat16"][q] == pytest.approx(b16[q], abs=1e-12)
         assert shift["summary"][q]["mean_delta"] == pytest.approx(b16[q] - f32[q], abs=1e-12)
         assert shift["summary"][q]["n"] == 2
+
+
+def test_amp_accuracy_benchmark_pairs_runs_by_seed_and_resumes(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text("dataset: digits\nmodel: digits-small\nT: 2\nepochs: 1\nbatch_size: 32\n"
+                      "limit_train_batches: 2\nlimit_eval_batches: 2\nquiet: true\n")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "amp_accuracy.py"
+    command = [sys.executable, str(script), "--config", str(config), "--seeds", "1,2",
+               "--root", str(tmp_path / "runs"), "--threads", "1",
+               "--data-root", str(tmp_path), "--out", str(tmp_path / "amp.json")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "4 runs to train" in result.stderr
+    report = json.loads((tmp_path / "amp.json").read_text())
+    runs = {(arm, seed): json.loads((tmp_path / "runs" / f"{arm}-s{seed}" / "summary.json")
+                                    .read_text()) for arm in ("float32", "amp") for seed in (1, 2)}
+    for seed in (1, 2):
+        assert runs[("float32", seed)]["seed"] == runs[("amp", seed)]["seed"] == seed
+        assert runs[("float32", seed)]["config"]["amp"] is False
+        assert runs[("amp", seed)]["config"]["amp"] is True
+    deltas = [runs[("amp", s)]["final_test_accuracy"] - runs[("float32", s)]["final_test_accuracy"]
+              for s in (1, 2)]
+    summary = report["summary"]["final_test_accuracy"]
+    assert summary["n"] == 2 and report["seeds"] == [1, 2]
+    assert summary["mean_delta"] == pytest.approx(sum(deltas) / 2, abs=1e-12)
+    # a t-interval on 1 degree of freedom: d̄ ± 12.706 · |d1 − d2| / 2
+    half = 12.7062047 * abs(deltas[0] - deltas[1]) / 2
+    assert summary["ci95"] == pytest.approx([sum(deltas) / 2 - half, sum(deltas) / 2 + half],
+                                            abs=1e-6)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "0 runs to train" in again.stderr
