@@ -190,9 +190,12 @@ def test_results_page_from_the_summaries_byte_for_byte(fake_root, tmp_path, monk
 
 def test_the_committed_page_is_what_the_committed_summaries_give(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    doc = tmp_path / "results.md"
-    write_results_doc(REPO / "docs/results-data", doc, tmp_path / "figures")
-    assert doc.read_text() == (REPO / "docs/results.md").read_text()
+    doc = tmp_path / "results.md"  # the figures where docs/results.md has them, relative to it
+    write_results_doc(REPO / "docs/results-data", doc, tmp_path / "figures" / "results")
+    committed = (REPO / "docs/results.md").read_text()
+    assert doc.read_text() == committed
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", committed):  # each figure exists
+        assert (REPO / "docs" / link).is_file() and (tmp_path / link).is_file(), link
 
 
 def test_an_empty_study_is_pending_not_an_error(tmp_path):
@@ -208,3 +211,4 @@ def test_nmnist_tree_links_the_real_recordings(shared_data, tmp_path):
     assert all(p.is_symlink() and p.resolve().suffix == ".bs2" for p in train + test)
     assert (root / "Train" / "1" / "00004.bin").exists()  # id 4 has label 1 (SOURCES.md)
     nmnist_tree(shared_data, root)  # again: nothing to do, no error
+
