@@ -277,10 +277,12 @@ PAPER_LAYER_PROFILE = "about 28 % in the first layers down to about 5 % in the l
 def layer_section(results: Results) -> list[str]:
     out = ["## Per-layer firing and the gradient (exploratory)", "",
            f"The paper's ResNet-18 on CIFAR-10 fires {PAPER_LAYER_PROFILE} (LIF, its energy "
-           "script). Here, per neuron layer of `cifar-small` after training (validation split), "
-           "and the training-side measures that γ does not fix by construction: the share of "
-           "weights with a non-zero gradient and the relative update ‖ΔW‖/‖W‖ per SGD step "
-           "(means over the last epoch's steps, then over seeds).", ""]
+           "script). Here, per neuron layer of `cifar-small` after the last epoch (validation "
+           "split), and the training-side measures that γ does not fix by construction: the "
+           "share of weights with a non-zero gradient and the relative update ‖ΔW‖/‖W‖ per SGD "
+           "step (means over the last epoch's steps, then over seeds).", "",
+           training_length(PARTS["primary-sgd"]), "", training_length(PARTS["primary-adamw"]),
+           ""]
     cells = results.part("primary-sgd") + results.part("primary-adamw")
     if not cells:
         return out + [pending("primary-sgd"), ""]
@@ -364,7 +366,7 @@ def break_even_rows(rate: float = 0.15) -> list[list[str]]:
 def energy_section(results: Results, figs: Figures) -> list[str]:
     out = [
         "## Energy: both implementations of pooled layers, two hardware presets", "",
-        "Counted by `ilif.analysis.measure_energy` on the test images after training "
+        "Counted by `ilif.analysis.measure_energy` on the test images after the last epoch "
         "(docs/analysis.md). A layer fed by spikes through average pooling is spike-fed; both "
         "implementations are counted and the cheaper one is charged: event-driven (every spike "
         "entering the pool adds its weight into the layer: r · k² · T · FLOPs accumulates after "
