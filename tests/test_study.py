@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,16 @@ def test_nmnist_tree_links_the_real_recordings(shared_data, tmp_path):
     assert (root / "Train" / "1" / "00004.bin").exists()  # id 4 has label 1 (SOURCES.md)
     nmnist_tree(shared_data, root)  # again: nothing to do, no error
 
+
+
+def test_a_verdict_waits_for_the_planned_pairs(fake_root, tmp_path):
+    """E3 has p = 0 with 3 pairs, yet the page states no verdict before the planned 6 pairs."""
+    from ilif.study.sections import _verdict
+
+    export(fake_root, tmp_path / "data")
+    e3 = analyse(load(tmp_path / "data"))[2]
+    assert e3.test.n == 3 and e3.p_holm == 0.0
+    assert _verdict(e3) == "interim (3 of 6 pairs): no verdict yet"
+    complete = replace(e3, test=replace(e3.test, n=6))
+    assert _verdict(complete) == "differs from 0 (Holm p < 0.05)"
+    assert _verdict(replace(complete, p_holm=0.2)).startswith("no effect detected")

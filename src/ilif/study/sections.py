@@ -134,7 +134,10 @@ def preregistration() -> list[str]:
         "**Analysis.** For each of the six (endpoint, arm) pairs: the mean of the per-seed "
         "values, its 95 % confidence interval (t on n − 1 degrees of freedom), and the two-sided "
         "paired t-test against 0; Holm's step-down adjustment over all six. A verdict (the "
-        "endpoint differs from 0) is stated only where the Holm-adjusted p is below 0.05. "
+        "endpoint differs from 0) is stated only where the Holm-adjusted p is below 0.05, and "
+        f"only once the endpoint has its planned {len(PRIMARY_SEEDS)} pairs: while the runs "
+        "come in, a row is interim and carries no verdict (stopping when p first dips below "
+        "0.05 would raise the false-positive rate). "
         "Accuracy and every other number on this page are exploratory: numbers and plots, no "
         "verdict.", "",
         f"**Minimum detectable effect (MDE).** Two-sided α = 0.05/{FAMILY} = {alpha:.4f}, power "
@@ -213,8 +216,12 @@ def _p(value: float) -> str:
 
 
 def _verdict(r: EndpointResult) -> str:
+    """The verdict of a primary endpoint: only once it has its planned pairs (one per seed of
+    :data:`PRIMARY_SEEDS`); before that the row is interim, whatever its p."""
     if not math.isfinite(r.p_holm):
         return "too few pairs"
+    if r.test.n < len(PRIMARY_SEEDS):
+        return f"interim ({r.test.n} of {len(PRIMARY_SEEDS)} pairs): no verdict yet"
     if r.p_holm < ALPHA:
         return "differs from 0 (Holm p < 0.05)"
     mde = r.mde()
