@@ -38,9 +38,8 @@ def train_command(args: argparse.Namespace, arm: str, seed: int) -> list[str]:
     out = run_dir(args.root, arm, seed)
     last = out / "checkpoint_last.pt"
     command = [sys.executable, "-m", "ilif", "train", "--config", str(args.config),
-               "--seed", str(seed), "--out", str(out), ARMS[arm]]
-    if args.data_root is not None:
-        command += ["--data-root", str(args.data_root)]
+               "--seed", str(seed), "--out", str(out), "--data-root", str(args.data_root),
+               ARMS[arm]]
     if last.is_file():
         command += ["--resume", str(last)]
     return command
