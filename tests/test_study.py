@@ -144,6 +144,10 @@ def test_endpoints_paired_by_seed_against_hand_values(fake_root, tmp_path):
     assert first.test.n == 3 and first.test.mean == pytest.approx(0.61 / 3)
     # s_d of (0.20, 0.22, 0.19): √(((−0.00333)² + 0.01667² + (−0.01333)²) / 2) = 0.015275
     assert first.test.sd == pytest.approx(0.0152753, rel=1e-5)
+    # MDE ≤ 0.01 at that s_d (α = 0.05/6, power 0.8): (t_(0.99583, n−1) + t_(0.8, n−1))·s_d/√n
+    # is (2.8247 + 0.8538)·0.0152753/√31 = 0.01009 at n = 31, (2.8183 + 0.8534)·…/√32 = 0.00991
+    assert first.pairs_for_target() == 32
+    assert out[2].pairs_for_target() == 2  # s_d = 0: the smallest test already detects
     # E3 is constant over seeds (p = 0); Holm multiplies the smallest p by 6
     assert out[2].test.p == 0.0 and out[2].p_holm == 0.0
     ps = sorted(r.test.p for r in out)
@@ -176,6 +180,10 @@ def test_results_page_from_the_summaries_byte_for_byte(fake_root, tmp_path, monk
     assert re.search(r"CIFAR-10 subset .*`primary-sgd`.*Each run: 840 SGD steps", page)
     # E1 in the SGD arm: mean 0.2033, n = 3, with its CI and Holm p
     assert "| E1 | SGD (the paper's recipe) | 3 | +0.2033 |" in page
+    e1_row = next(line for line in page.splitlines() if line.startswith("| E1 | SGD"))
+    assert e1_row.split(" | ")[-2] == "32"  # pairs for MDE ≤ 0.01 (hand-derived in the test above)
+    assert "planned: E1 (SGD) 32, E2 (SGD)" in page
+    assert "--parts primary-adamw,primary-sgd --seeds 7" in page
     # step 0 beside trained: LIF at γ = 0.25, step 0 0.17, trained 0.1133 ± 0.0153
     assert "| LIF | 0.25 | 3 | 0.1700 ± 0.0000 | 0.0700 ± 0.0000 | 0.1133 ± 0.0153 |" in page
     assert "Δr* = ΔE / (fan-out · E_AC)" in page and "| `cifar-small` | loihi |" in page

@@ -22,7 +22,7 @@ from typing import Any
 
 from ilif.study.load import Results, number
 from ilif.study.plan import NARROW, PAPER_WIDTH, WIDE
-from ilif.study.stats import Paired, holm, paired_mde, paired_test
+from ilif.study.stats import Paired, holm, paired_mde, paired_test, pairs_for_mde
 
 ALPHA = 0.05
 FAMILY = 6  # E1–E3 in two arms
@@ -96,6 +96,17 @@ class EndpointResult:
         if self.test.n < 2 or not math.isfinite(self.test.sd):
             return math.nan
         return paired_mde(self.test.sd, self.test.n, alpha, power)
+
+    def pairs_for_target(self, target: float = MDE_TARGET, alpha: float = ALPHA / FAMILY,
+                         power: float = POWER) -> int | None:
+        """The pairs whose MDE at this test's observed paired SD is ``<= target`` (None before
+        2 pairs, or beyond 1000)."""
+        if self.test.n < 2 or not math.isfinite(self.test.sd):
+            return None
+        try:
+            return pairs_for_mde(self.test.sd, target, alpha, power)
+        except ValueError:
+            return None
 
 
 def analyse(results: Results) -> list[EndpointResult]:

@@ -201,10 +201,33 @@ def primary_results(results: Results) -> list[str]:
     for r in analysed:
         rows.append([r.endpoint.name, dict(ARMS)[r.arm], str(r.test.n), _f(r.test.mean),
                      f"[{_f(r.test.ci_low)}, {_f(r.test.ci_high)}]", _p(r.test.p), _p(r.p_holm),
-                     _p(r.mde()), _verdict(r)])
+                     _p(r.mde()), _pairs_needed(r), _verdict(r)])
     out += [md_table(["endpoint", "arm", "pairs", "estimate", "95 % CI", "p", "Holm p",
-                      "MDE", "verdict"], rows), ""]
+                      "MDE", f"pairs for MDE ≤ {MDE_TARGET:g}", "verdict"], rows), ""]
+    planned = len(PRIMARY_SEEDS)
+    short = [r for r in analysed if (r.pairs_for_target() or 0) > max(r.test.n, planned)]
+    if short:
+        out += [
+            f"MDE: from the observed paired SD s_d. Pairs for MDE ≤ {MDE_TARGET:g}: how many "
+            "pairs give that MDE at the observed s_d (the pre-registered rule). More than the "
+            f"{planned} planned: "
+            + ", ".join(f"{r.endpoint.name} ({_arm_short(r.arm)}) {r.pairs_for_target()}"
+                        for r in short)
+            + f". The {BUDGET_CPU_HOURS:g} CPU-hour budget holds the {planned} "
+            "planned seeds of each arm; `python -m ilif.study --parts "
+            + ",".join(sorted({r.arm for r in short}))
+            + " --seeds 7,8,…` adds seeds in pieces, and this table then reads them.", ""]
     return out
+
+
+def _pairs_needed(r: EndpointResult) -> str:
+    n = r.pairs_for_target()
+    return "–" if n is None else str(n)
+
+
+def _arm_short(arm: str) -> str:
+    """The arm's name without its gloss: ``SGD``, ``AdamW``."""
+    return dict(ARMS)[arm].split(" ")[0]
 
 
 def _f(value: float) -> str:
