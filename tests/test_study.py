@@ -234,3 +234,26 @@ def test_a_verdict_waits_for_the_planned_pairs(fake_root, tmp_path):
     complete = replace(e3, test=replace(e3.test, n=6))
     assert _verdict(complete) == "differs from 0 (Holm p < 0.05)"
     assert _verdict(replace(complete, p_holm=0.2)).startswith("no effect detected")
+
+
+def test_gradient_paths_sit_beside_full_ilif_and_lif_with_their_lengths(fake_root, tmp_path):
+    """The cut-path variants (3 epochs here as in the plan's part) and, from the SGD arm at
+    γ = 1, full ILIF and LIF, each row naming its own training length."""
+    from ilif.study.sections import paths_section
+
+    rows = []
+    for variant, grad in (("detach-reset", 0.002), ("detach-inhibition", 0.004)):
+        cell = fake_cell("ilif", 1.0, 1)
+        cell.update(cell=f"ilif+{variant}_rectangle_w1_s1", neuron=f"ilif+{variant}",
+                    variant=variant, grad_norm_first_layer=grad, sgd_steps=210)
+        rows.append(cell)
+    write_results(fake_root / "gradient-paths" / "s1", rows, {})
+    export(fake_root, tmp_path / "data")
+    text = "\n".join(paths_section(load(tmp_path / "data")))
+    table = [line for line in text.splitlines() if line.startswith("| ")][1:]  # no header
+    assert [line.split(" | ")[0:3] for line in table] == [
+        ["| LIF", "420", "3"], ["| ILIF", "420", "3"],
+        ["| ILIF+detach-reset", "210", "1"], ["| ILIF+detach-inhibition", "210", "1"]]
+    # LIF at γ = 1 over seeds 1–3: firing 0.20, 0.21, 0.22 and test accuracy 41, 42, 43 %
+    assert table[0].split(" | ")[3:5] == ["42.00 ± 1.00", "0.2100 ± 0.0100"]
+    assert table[3].split(" | ")[5].startswith("0.00400")

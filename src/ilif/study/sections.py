@@ -349,17 +349,22 @@ def paths_section(results: Results) -> list[str]:
            "ILIF trained with the reset path (`detach-reset`) or the inhibitory paths "
            "(`detach-inhibition`) detached from the gradient, beside full ILIF and LIF of the "
            "SGD arm at γ = 1 (whose runs are longer: the lengths differ, so compare within a "
-           "row's own training length only).", ""]
+           "row's own training length only). Test accuracy, validation firing and the first "
+           "layer's weight-gradient norm ‖g‖ are all taken after the row's last epoch.", ""]
     cells = results.part(part.name)
     if not cells:
         return out + [pending(part.name), ""]
+    full = [c for c in results.part("primary-sgd") if float(c["width"]) == PAPER_WIDTH]
     rows = []
-    for neuron, group in group_by(cells, lambda c: c["neuron"]).items():
-        rows.append([label(neuron), str(len(group)),
+    for neuron, group in group_by(sorted(full, key=lambda c: c["neuron"] != "lif") + cells,
+                                  lambda c: c["neuron"]).items():
+        steps = sorted({int(number(c, "sgd_steps")) for c in group
+                        if math.isfinite(number(c, "sgd_steps"))})
+        rows.append([label(neuron), ", ".join(map(str, steps)) or "–", str(len(group)),
                      fmt_mean_std([number(c, "test_acc") * 100 for c in group], 2),
                      fmt_mean_std([number(c, "val_firing_rate") for c in group], 4),
                      fmt_mean_std([number(c, "grad_norm_first_layer") for c in group], 5)])
-    out += [md_table(["neuron", "seeds", "test acc (%)", "firing, trained",
+    out += [md_table(["neuron", "SGD steps", "seeds", "test acc (%)", "firing, trained",
                       "‖g‖ first layer"], rows), ""]
     return out
 
