@@ -257,3 +257,20 @@ def test_gradient_paths_sit_beside_full_ilif_and_lif_with_their_lengths(fake_roo
     # LIF at γ = 1 over seeds 1–3: firing 0.20, 0.21, 0.22 and test accuracy 41, 42, 43 %
     assert table[0].split(" | ")[3:5] == ["42.00 ± 1.00", "0.2100 ± 0.0100"]
     assert table[3].split(" | ")[5].startswith("0.00400")
+
+
+def test_best_epoch_is_the_first_of_the_highest_validation_accuracy():
+    """The trainer keeps a new best checkpoint only on a strict improvement, so a tie keeps the
+    earlier epoch; the page counts the runs whose best is their last epoch."""
+    from ilif.study.load import best_epoch
+    from ilif.study.sections import selection_note
+
+    def run(accuracies: list[float]) -> dict:
+        return {"epochs": len(accuracies), "trajectory": [
+            {"epoch": e + 1, "val_accuracy": a} for e, a in enumerate(accuracies)]}
+
+    assert best_epoch(run([0.5, 0.6, 0.6])) == 2
+    assert best_epoch(run([0.5, 0.4, 0.7])) == 3
+    assert best_epoch({"epochs": 3}) is None
+    note = selection_note([run([0.5, 0.6, 0.6]), run([0.5, 0.4, 0.7]), run([0.1, 0.2])])
+    assert "the last epoch's in 2 of the 3 runs" in note

@@ -97,6 +97,19 @@ def export(root: str | Path, data: str | Path = DATA) -> list[Path]:
     return written
 
 
+def best_epoch(cell: dict[str, Any]) -> int | None:
+    """The epoch whose checkpoint the run's test accuracy and final analysis (energy) use: the
+    first with the highest validation accuracy (the trainer keeps a checkpoint only on a strict
+    improvement); None without a trajectory."""
+    accuracies = [(number(e, "val_accuracy"), int(e["epoch"]))
+                  for e in cell.get("trajectory") or []]
+    accuracies = [(a, e) for a, e in accuracies if math.isfinite(a)]
+    if not accuracies:
+        return None
+    best = max(a for a, _ in accuracies)
+    return min(e for a, e in accuracies if a == best)
+
+
 @dataclass
 class Results:
     """The finished cells of every part of the study, and the failed ones."""

@@ -21,7 +21,7 @@ from ilif.study.endpoints import (
     analyse,
 )
 from ilif.study.figures import Figures, plot_energy_presets, plot_firing_trajectory
-from ilif.study.load import Results, label, number
+from ilif.study.load import Results, best_epoch, label, number
 from ilif.study.plan import (
     BUDGET_CPU_HOURS,
     DEFAULT_ROOT,
@@ -285,7 +285,8 @@ def step0_section(results: Results, figs: Figures) -> list[str]:
            "seeds: what the neuron's equations give an untrained network against what training "
            "changed. Overactive: the share of neurons that fire at more than half of the steps. "
            "Open rate: the share of neuron-steps with |H − θ| < γ/2, where the rectangle "
-           "surrogate passes a gradient.", ""]
+           "surrogate passes a gradient. "
+           + selection_note(results.select(arm for arm, _ in ARMS)), ""]
     for arm, name in ARMS:
         part = PARTS[arm]
         cells = results.part(arm)
@@ -298,6 +299,14 @@ def step0_section(results: Results, figs: Figures) -> list[str]:
             cells, (NARROW, WIDE), figs.folder / f"{arm}_firing_vs_step.png",
             f"{name}: validation firing against the SGD step"), "firing vs training step"), ""]
     return out
+
+
+def selection_note(cells: Sequence[dict[str, Any]]) -> str:
+    """Which checkpoint the test accuracy and energy come from, counted over ``cells``."""
+    last = sum(1 for c in cells if best_epoch(c) is not None and best_epoch(c) == c["epochs"])
+    return ("Test accuracy and the energy counts come from the checkpoint with the best "
+            f"validation accuracy: the last epoch's in {last} of the {len(cells)} runs, an "
+            "earlier epoch's in the others.")
 
 
 # ----------------------------------------------------------------- per-layer, gradients
@@ -401,8 +410,8 @@ def break_even_rows(rate: float = 0.15) -> list[list[str]]:
 def energy_section(results: Results, figs: Figures) -> list[str]:
     out = [
         "## Energy: both implementations of pooled layers, two hardware presets", "",
-        "Counted by `ilif.analysis.measure_energy` on the test images after the last epoch "
-        "(docs/analysis.md). A layer fed by spikes through average pooling is spike-fed; both "
+        "Counted by `ilif.analysis.measure_energy` on the test images with the checkpoint of "
+        "the best validation accuracy, as the test accuracy (docs/analysis.md). A layer fed by spikes through average pooling is spike-fed; both "
         "implementations are counted and the cheaper one is charged: event-driven (every spike "
         "entering the pool adds its weight into the layer: r · k² · T · FLOPs accumulates after "
         "a k×k pool) or pool-first (MACs over the non-zero pooled values). Two presets: 45 nm "
