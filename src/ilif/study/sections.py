@@ -411,7 +411,8 @@ def energy_section(results: Results, figs: Figures) -> list[str]:
     out = [
         "## Energy: both implementations of pooled layers, two hardware presets", "",
         "Counted by `ilif.analysis.measure_energy` on the test images with the checkpoint of "
-        "the best validation accuracy, as the test accuracy (docs/analysis.md). A layer fed by spikes through average pooling is spike-fed; both "
+        "the best validation accuracy, as the test accuracy (docs/analysis.md). A layer fed "
+        "by spikes through average pooling is spike-fed; both "
         "implementations are counted and the cheaper one is charged: event-driven (every spike "
         "entering the pool adds its weight into the layer: r · k² · T · FLOPs accumulates after "
         "a k×k pool) or pool-first (MACs over the non-zero pooled values). Two presets: 45 nm "
