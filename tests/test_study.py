@@ -176,7 +176,7 @@ def test_results_page_from_the_summaries_byte_for_byte(fake_root, tmp_path, monk
     page = text.decode()
     # the pre-registration comes before any result
     assert page.index("## Primary endpoints (pre-registered)") < page.index("## Primary results")
-    assert "Status: 36 of the 72 primary runs are finished." in page
+    assert "Status: 36 of the 72 planned primary runs are finished." in page
     assert re.search(r"CIFAR-10 subset .*`primary-sgd`.*Each run: 840 SGD steps", page)
     # E1 in the SGD arm: mean 0.2033, n = 3, with its CI and Holm p
     assert "| E1 | SGD (the paper's recipe) | 3 | +0.2033 |" in page
@@ -274,3 +274,21 @@ def test_best_epoch_is_the_first_of_the_highest_validation_accuracy():
     assert best_epoch({"epochs": 3}) is None
     note = selection_note([run([0.5, 0.6, 0.6]), run([0.5, 0.4, 0.7]), run([0.1, 0.2])])
     assert "the last epoch's in 2 of the 3 runs" in note
+
+
+def test_seeds_added_by_the_sample_size_rule_are_counted_apart(fake_root, tmp_path):
+    from ilif.study.sections import header
+
+    rows = []
+    for neuron in ("lif", "ilif"):
+        for width in (0.25, 1.0, 4.0):
+            cell = fake_cell(neuron, width, 1)
+            cell.update(seed=7, cell=f"{neuron}_rectangle_w{width:g}_s7")
+            rows.append(cell)
+    write_results(fake_root / "primary-sgd" / "s7", rows, {})
+    export(fake_root, tmp_path / "data")
+    results = load(tmp_path / "data")
+    assert ("Status: 36 of the 72 planned primary runs are finished; 6 more runs with the added "
+            "seeds 7 (the sample-size rule below).") in header(results)
+    e1 = analyse(results)[0]
+    assert e1.test.n == 4 and sorted(e1.values) == [1, 2, 3, 7]  # the added pair is analysed
