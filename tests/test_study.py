@@ -236,6 +236,18 @@ def test_a_verdict_waits_for_the_planned_pairs(fake_root, tmp_path):
     assert _verdict(replace(complete, p_holm=0.2)).startswith("no effect detected")
 
 
+def test_an_endpoint_that_differs_is_read_out_in_its_direction(fake_root, tmp_path):
+    from ilif.study.sections import reading
+
+    export(fake_root, tmp_path / "data")
+    out = analyse(load(tmp_path / "data"))
+    e1, e3 = out[0], out[5]  # E1 in the SGD arm (mean +0.2033), E3 in the AdamW arm (−0.13)
+    assert reading(e1).startswith("E1, SGD: LIF fires more at γ = 4 than at γ = 0.25, by 0.2033 [")
+    down = reading(replace(e3, test=replace(e3.test, mean=-0.02, ci_low=-0.03, ci_high=-0.01)))
+    assert down == ("E3, AdamW: from step 0 to the last epoch, ILIF's firing moves down relative "
+                    "to LIF's, by 0.0200 [0.0100, 0.0300] in firing rate.")
+
+
 def test_gradient_paths_sit_beside_full_ilif_and_lif_with_their_lengths(fake_root, tmp_path):
     """The cut-path variants (3 epochs here as in the plan's part) and, from the SGD arm at
     γ = 1, full ILIF and LIF, each row naming its own training length."""

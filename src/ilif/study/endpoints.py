@@ -38,25 +38,35 @@ class Endpoint:
     definition: str
     cells: tuple[tuple[str, float], ...]  # the (neuron, γ) cells it reads
     value: Callable[[Callable[[str, float], float], Callable[[str, float], float]], float]
+    readings: tuple[str, str]  # what a value above 0, below 0 says, in words
+
+
 
 
 ENDPOINTS = (
     Endpoint("E1", "does a wide surrogate overactivate LIF?",
              f"f(LIF, γ = {WIDE:g}) − f(LIF, γ = {NARROW:g})",
              (("lif", WIDE), ("lif", NARROW)),
-             lambda f, f0: f("lif", WIDE) - f("lif", NARROW)),
+             lambda f, f0: f("lif", WIDE) - f("lif", NARROW),
+             (f"LIF fires more at γ = {WIDE:g} than at γ = {NARROW:g}",
+              f"LIF fires less at γ = {WIDE:g} than at γ = {NARROW:g}, the opposite of "
+              "overactivation by a wide surrogate")),
     Endpoint("E2", "is LIF's γ effect larger than ILIF's, the interaction?",
              f"[f(LIF, {WIDE:g}) − f(LIF, {NARROW:g})] − [f(ILIF, {WIDE:g}) − f(ILIF, "
              f"{NARROW:g})]",
              (("lif", WIDE), ("lif", NARROW), ("ilif", WIDE), ("ilif", NARROW)),
              lambda f, f0: (f("lif", WIDE) - f("lif", NARROW))
-             - (f("ilif", WIDE) - f("ilif", NARROW))),
+             - (f("ilif", WIDE) - f("ilif", NARROW)),
+             ("LIF's firing rises more with γ than ILIF's",
+              "ILIF's firing rises more with γ than LIF's")),
     Endpoint("E3", "does training move ILIF's firing differently from LIF's?",
              f"[f(ILIF, {PAPER_WIDTH:g}) − f₀(ILIF, {PAPER_WIDTH:g})] − "
              f"[f(LIF, {PAPER_WIDTH:g}) − f₀(LIF, {PAPER_WIDTH:g})]",
              (("ilif", PAPER_WIDTH), ("lif", PAPER_WIDTH)),
              lambda f, f0: (f("ilif", PAPER_WIDTH) - f0("ilif", PAPER_WIDTH))
-             - (f("lif", PAPER_WIDTH) - f0("lif", PAPER_WIDTH))),
+             - (f("lif", PAPER_WIDTH) - f0("lif", PAPER_WIDTH)),
+             ("from step 0 to the last epoch, ILIF's firing moves up relative to LIF's",
+              "from step 0 to the last epoch, ILIF's firing moves down relative to LIF's")),
 )
 
 

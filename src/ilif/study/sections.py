@@ -209,6 +209,14 @@ def primary_results(results: Results) -> list[str]:
     out += [md_table(["endpoint", "arm", "pairs", "estimate", "95 % CI", "p", "Holm p",
                       "MDE", f"pairs for MDE ≤ {MDE_TARGET:g}", "verdict"], rows), ""]
     planned = len(PRIMARY_SEEDS)
+    found = [r for r in analysed if _verdict(r).startswith("differs")]
+    if found:
+        out += ["In words, for the endpoints that differ from 0 (after the "
+                f"{sgd_steps(PARTS['primary-sgd'])} minibatch steps of each arm; the size is the "
+                "estimate and its "
+                "95 % CI):", ""]
+        out += [f"- {reading(r)}" for r in found]
+        out += [""]
     short = [r for r in analysed if (r.pairs_for_target() or 0) > max(r.test.n, planned)]
     if short:
         out += [
@@ -222,6 +230,15 @@ def primary_results(results: Results) -> list[str]:
             + ",".join(sorted({r.arm for r in short}))
             + " --seeds 7,8,…` adds seeds in pieces, and this table then reads them.", ""]
     return out
+
+
+def reading(r: EndpointResult) -> str:
+    """An endpoint whose CI excludes 0 in words: its direction's reading, the size |estimate|
+    and the CI's bounds in that direction."""
+    low, high = sorted((abs(r.test.ci_low), abs(r.test.ci_high)))
+    return (f"{r.endpoint.name}, {_arm_short(r.arm)}: "
+            f"{r.endpoint.readings[0 if r.test.mean > 0 else 1]}, by {abs(r.test.mean):.4f} "
+            f"[{low:.4f}, {high:.4f}] in firing rate.")
 
 
 def _pairs_needed(r: EndpointResult) -> str:
