@@ -379,8 +379,9 @@ def paths_section(results: Results) -> list[str]:
            "ILIF trained with the reset path (`detach-reset`) or the inhibitory paths "
            "(`detach-inhibition`) detached from the gradient, beside full ILIF and LIF of the "
            "SGD arm at γ = 1 (whose runs are longer: the lengths differ, so compare within a "
-           "row's own training length only). Test accuracy, validation firing and the first "
-           "layer's weight-gradient norm ‖g‖ are all taken after the row's last epoch.", ""]
+           "row's own training length only). Firing: validation split after the last epoch; "
+           "‖∂L/∂x‖: the gradient norm at the first neuron layer's input, averaged over the "
+           "last epoch's training steps; test accuracy: the best-validation checkpoint's.", ""]
     cells = results.part(part.name)
     if not cells:
         return out + [pending(part.name), ""]
@@ -395,7 +396,7 @@ def paths_section(results: Results) -> list[str]:
                      fmt_mean_std([number(c, "val_firing_rate") for c in group], 4),
                      fmt_mean_std([number(c, "grad_norm_first_layer") for c in group], 5)])
     out += [md_table(["neuron", "SGD steps", "seeds", "test acc (%)", "firing, trained",
-                      "‖g‖ first layer"], rows), ""]
+                      "‖∂L/∂x‖, first neuron layer"], rows), ""]
     return out
 
 
