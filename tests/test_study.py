@@ -47,7 +47,7 @@ def test_plan_runs_the_primary_pairs_first_and_commands_name_config_and_seed():
     command = PARTS["gradient-paths"].command("runs/study", 2)
     assert command[1:4] == ["-m", "ilif", "sweep"]
     assert command[command.index("--seeds") + 1] == "2"
-    assert command[command.index("--variants") + 1] == "detach-reset,detach-inhibition"
+    assert command[command.index("--variants") + 1] == "full,detach-reset,detach-inhibition"
     assert command[command.index("--epochs") + 1] == "3" and "--trajectories" in command
     assert command[command.index("--out") + 1] == str(Path("runs/study/gradient-paths/s2"))
     assert PARTS["tau2"].command("r", 1, data_root="/data")[-2:] == ["--data-root", "/data"]
@@ -254,21 +254,22 @@ def test_gradient_paths_sit_beside_full_ilif_and_lif_with_their_lengths(fake_roo
     from ilif.study.sections import paths_section
 
     rows = []
-    for variant, grad in (("detach-reset", 0.002), ("detach-inhibition", 0.004)):
+    for variant, grad in (("", 0.003), ("detach-reset", 0.002), ("detach-inhibition", 0.004)):
         cell = fake_cell("ilif", 1.0, 1)
-        cell.update(cell=f"ilif+{variant}_rectangle_w1_s1", neuron=f"ilif+{variant}",
-                    variant=variant, grad_norm_first_layer=grad, sgd_steps=210)
+        name = f"ilif+{variant}" if variant else "ilif"
+        cell.update(cell=f"{name}_rectangle_w1_s1", neuron=name, variant=variant,
+                    grad_norm_first_layer=grad, sgd_steps=210)
         rows.append(cell)
     write_results(fake_root / "gradient-paths" / "s1", rows, {})
     export(fake_root, tmp_path / "data")
     text = "\n".join(paths_section(load(tmp_path / "data")))
     table = [line for line in text.splitlines() if line.startswith("| ")][1:]  # no header
     assert [line.split(" | ")[0:3] for line in table] == [
-        ["| LIF", "420", "3"], ["| ILIF", "420", "3"],
+        ["| LIF", "420", "3"], ["| ILIF", "420", "3"], ["| ILIF", "210", "1"],
         ["| ILIF+detach-reset", "210", "1"], ["| ILIF+detach-inhibition", "210", "1"]]
     # LIF at γ = 1 over seeds 1–3: firing 0.20, 0.21, 0.22 and test accuracy 41, 42, 43 %
     assert table[0].split(" | ")[3:5] == ["42.00 ± 1.00", "0.2100 ± 0.0100"]
-    assert table[3].split(" | ")[5].startswith("0.00400")
+    assert table[4].split(" | ")[5].startswith("0.00400")
 
 
 def test_best_epoch_is_the_first_of_the_highest_validation_accuracy():

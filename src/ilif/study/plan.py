@@ -104,9 +104,11 @@ def _parts() -> tuple[Part, ...]:
         # a longer membrane time constant (τ = 2, leak λ = 0.5): more temporal dynamics
         Part("tau2", CIFAR_TAU, ("lif", "ilif"), (PAPER_WIDTH,), seeds=(1, 2, 3),
              needs=CIFAR_DATA),
-        # ILIF with its reset path, or its inhibitory paths, cut from the gradient
+        # ILIF with its reset path, or its inhibitory paths, cut from the gradient, beside full
+        # ILIF of the same length
         Part("gradient-paths", CIFAR, ("ilif",), (PAPER_WIDTH,), seeds=(1, 2),
-             variants=("detach-reset", "detach-inhibition"), epochs=3, needs=CIFAR_DATA),
+             variants=("full", "detach-reset", "detach-inhibition"), epochs=3,
+             needs=CIFAR_DATA),
         # the γ study on temporal event data, trained to a plateau
         Part("dvs-width", "configs/study/digits-dvs.yaml", ("lif", "ilif"), PRIMARY_WIDTHS,
              seeds=(1, 2, 3)),

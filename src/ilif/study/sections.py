@@ -377,9 +377,9 @@ def paths_section(results: Results) -> list[str]:
     part = PARTS["gradient-paths"]
     out = ["## ILIF with its gradient paths cut (exploratory)", "", training_length(part), "",
            "ILIF trained with the reset path (`detach-reset`) or the inhibitory paths "
-           "(`detach-inhibition`) detached from the gradient, beside full ILIF and LIF of the "
-           "SGD arm at γ = 1 (whose runs are longer: the lengths differ, so compare within a "
-           "row's own training length only). Firing: validation split after the last epoch; "
+           "(`detach-inhibition`) detached from the gradient, beside full ILIF of the same "
+           "length, and full ILIF and LIF of the SGD arm at γ = 1 (longer runs: compare within "
+           "one training length only). Firing: validation split after the last epoch; "
            "‖∂L/∂x‖: the gradient norm at the first neuron layer's input, averaged over the "
            "last epoch's training steps; test accuracy: the best-validation checkpoint's.", ""]
     cells = results.part(part.name)
@@ -387,11 +387,11 @@ def paths_section(results: Results) -> list[str]:
         return out + [pending(part.name), ""]
     full = [c for c in results.part("primary-sgd") if float(c["width"]) == PAPER_WIDTH]
     rows = []
-    for neuron, group in group_by(sorted(full, key=lambda c: c["neuron"] != "lif") + cells,
-                                  lambda c: c["neuron"]).items():
-        steps = sorted({int(number(c, "sgd_steps")) for c in group
-                        if math.isfinite(number(c, "sgd_steps"))})
-        rows.append([label(neuron), ", ".join(map(str, steps)) or "–", str(len(group)),
+    for (neuron, steps), group in group_by(
+            sorted(full, key=lambda c: c["neuron"] != "lif") + cells,
+            lambda c: (c["neuron"], number(c, "sgd_steps"))).items():
+        rows.append([label(neuron), f"{steps:.0f}" if math.isfinite(steps) else "–",
+                     str(len(group)),
                      fmt_mean_std([number(c, "test_acc") * 100 for c in group], 2),
                      fmt_mean_std([number(c, "val_firing_rate") for c in group], 4),
                      fmt_mean_std([number(c, "grad_norm_first_layer") for c in group], 5)])
