@@ -228,7 +228,8 @@ def primary_results(results: Results) -> list[str]:
             + f". The {BUDGET_CPU_HOURS:g} CPU-hour budget holds the {planned} "
             "planned seeds of each arm; `python -m ilif.study --parts "
             + ",".join(sorted({r.arm for r in short}))
-            + " --seeds 7,8,…` adds seeds in pieces, and this table then reads them.", ""]
+            + f" --seeds {_next_seeds(results)},…` adds seeds in pieces, and this table then "
+            "reads them.", ""]
     return out
 
 
@@ -239,6 +240,13 @@ def reading(r: EndpointResult) -> str:
     return (f"{r.endpoint.name}, {_arm_short(r.arm)}: "
             f"{r.endpoint.readings[0 if r.test.mean > 0 else 1]}, by {abs(r.test.mean):.4f} "
             f"[{low:.4f}, {high:.4f}] in firing rate.")
+
+
+def _next_seeds(results: Results) -> str:
+    """The two seeds after the highest of the primary arms' runs: ``7,8`` after seeds 1–6."""
+    top = max([int(c["seed"]) for arm, _ in ARMS for c in results.part(arm)]
+              + list(PRIMARY_SEEDS))
+    return f"{top + 1},{top + 2}"
 
 
 def _pairs_needed(r: EndpointResult) -> str:
