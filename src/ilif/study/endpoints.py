@@ -57,8 +57,8 @@ ENDPOINTS = (
              (("lif", WIDE), ("lif", NARROW), ("ilif", WIDE), ("ilif", NARROW)),
              lambda f, f0: (f("lif", WIDE) - f("lif", NARROW))
              - (f("ilif", WIDE) - f("ilif", NARROW)),
-             ("LIF's firing rises more with γ than ILIF's",
-              "ILIF's firing rises more with γ than LIF's")),
+             (f"LIF's firing change from γ = {NARROW:g} to {WIDE:g} is above ILIF's",
+              f"LIF's firing change from γ = {NARROW:g} to {WIDE:g} is below ILIF's")),
     Endpoint("E3", "does training move ILIF's firing differently from LIF's?",
              f"[f(ILIF, {PAPER_WIDTH:g}) − f₀(ILIF, {PAPER_WIDTH:g})] − "
              f"[f(LIF, {PAPER_WIDTH:g}) − f₀(LIF, {PAPER_WIDTH:g})]",

@@ -332,7 +332,7 @@ def step0_section(results: Results, figs: Figures) -> list[str]:
 
 def selection_note(cells: Sequence[dict[str, Any]]) -> str:
     """Which checkpoint the test accuracy and energy come from, counted over ``cells``."""
-    last = sum(1 for c in cells if best_epoch(c) is not None and best_epoch(c) == c["epochs"])
+    last = sum(1 for c in cells if best_epoch(c) == c["epochs"])  # None never equals
     return ("Test accuracy and the energy counts come from the checkpoint with the best "
             f"validation accuracy: the last epoch's in {last} of the {len(cells)} runs, an "
             "earlier epoch's in the others.")
