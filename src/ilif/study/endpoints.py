@@ -41,8 +41,6 @@ class Endpoint:
     readings: tuple[str, str]  # what a value above 0, below 0 says, in words
 
 
-
-
 ENDPOINTS = (
     Endpoint("E1", "does a wide surrogate overactivate LIF?",
              f"f(LIF, γ = {WIDE:g}) − f(LIF, γ = {NARROW:g})",

@@ -209,12 +209,11 @@ def primary_results(results: Results) -> list[str]:
     out += [md_table(["endpoint", "arm", "pairs", "estimate", "95 % CI", "p", "Holm p",
                       "MDE", f"pairs for MDE ≤ {MDE_TARGET:g}", "verdict"], rows), ""]
     planned = len(PRIMARY_SEEDS)
-    found = [r for r in analysed if _verdict(r).startswith("differs")]
+    found = [r for r in analysed if _differs(r)]
     if found:
         out += ["In words, for the endpoints that differ from 0 (after the "
                 f"{sgd_steps(PARTS['primary-sgd'])} minibatch steps of each arm; the size is the "
-                "estimate and its "
-                "95 % CI):", ""]
+                "estimate and its 95 % CI):", ""]
         out += [f"- {reading(r)}" for r in found]
         out += [""]
     short = [r for r in analysed if (r.pairs_for_target() or 0) > max(r.test.n, planned)]
@@ -267,6 +266,11 @@ def _p(value: float) -> str:
     return f"{value:.3g}" if math.isfinite(value) else "–"  # p-values and MDEs
 
 
+def _differs(r: EndpointResult) -> bool:
+    """A verdict that the endpoint differs from 0: its planned pairs, Holm p below α."""
+    return r.test.n >= len(PRIMARY_SEEDS) and r.p_holm < ALPHA
+
+
 def _verdict(r: EndpointResult) -> str:
     """The verdict of a primary endpoint: only once it has its planned pairs (one per seed of
     :data:`PRIMARY_SEEDS`); before that the row is interim, whatever its p."""
@@ -274,7 +278,7 @@ def _verdict(r: EndpointResult) -> str:
         return "too few pairs"
     if r.test.n < len(PRIMARY_SEEDS):
         return f"interim ({r.test.n} of {len(PRIMARY_SEEDS)} pairs): no verdict yet"
-    if r.p_holm < ALPHA:
+    if _differs(r):
         return "differs from 0 (Holm p < 0.05)"
     mde = r.mde()
     return f"no effect detected (an effect below {mde:.4f} could be missed)" \
