@@ -477,6 +477,43 @@ def test_second_backward_with_retained_graph(name: str, continued: bool) -> None
     assert torch.equal(g_first, first)  # the second backward wrote into a buffer of its own
 
 
+@pytest.mark.parametrize("name", ["ilif", "lif", "clif"])
+def test_eager_path_equals_the_operator(name: str, monkeypatch) -> None:
+    """An eager call skips the operators' dispatch (``_EagerFused``); it gives what the
+    operators and their autograd formula give, bit for bit: spikes, final state, dL/dx and
+    dL/d(initial state)."""
+    cls, preset = NEURON_CASES[name]
+    form = cls(backend="cpu", **preset).fused_form()
+    x = _input((6, 2100), seed=31)
+    state = [_input((2100,), seed=40 + k) * 0.3 for k in range(form.state_size)]
+    grad_out = _input(x.shape, seed=32)
+
+    def run():
+        xs = x.clone().requires_grad_()
+        st = [s.clone().requires_grad_() for s in state]
+        spikes, final, _ = cpu.run_checked(form, xs, st, False, False)
+        loss = (spikes * grad_out).sum() + sum((f * (k + 1)).sum() for k, f in enumerate(final))
+        return spikes, final, torch.autograd.grad(loss, (xs, *st))
+
+    calls = []
+    forward = cpu._EagerFused.forward
+
+    def spy(ctx, *args):
+        calls.append(1)
+        return forward(ctx, *args)
+
+    monkeypatch.setattr(cpu._EagerFused, "forward", staticmethod(spy))
+    eager = run()
+    assert calls  # the eager path ran
+    monkeypatch.setattr(cpu, "_traced", lambda *t: True)
+    calls.clear()
+    traced = run()
+    assert not calls  # the operators ran
+    for a, b in zip(eager[0:1] + tuple(eager[1]) + tuple(eager[2]),
+                    traced[0:1] + tuple(traced[1]) + tuple(traced[2]), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_no_grad_forward() -> None:
     x = _input((6, 900), seed=3)
     with torch.no_grad():
