@@ -21,6 +21,9 @@ hits all of them alike, and reports medians):
   wall clock, per chunk length.
 - ``backward``: the ILIF and LIF forward and backward kernels on the main size, 1 thread, CPU
   time.
+- ``sizes``: the ILIF forward and backward kernels (1 thread, wall clock) in ns per
+  neuron-step on [6, n] for n from 8192 to 2097152 (the main size is 524288), beside the MiB a
+  forward + backward pair touches (x, spikes, σ, dL/dS, dL/dx) and the last-level cache.
 - ``order``: the fused ILIF forward+backward (2 threads, wall clock) right after another fused
   run and right after a SpikingJelly LIFNode run, with the minor page faults per call of both.
 - ``compile``: a cold compile of the kernels (ILIF and CLIF, float32 and float64) with an empty
@@ -67,8 +70,8 @@ from ilif.kernels.numba_ops.rows import copy_row, row, stream_row
 from ilif.kernels.numba_ops.surrogates import surrogate_row
 from ilif.neurons import ILIF, LIF
 
-SECTIONS = ("threads", "rows", "row_cost", "final_state", "chunks", "backward", "order", "compile",
-            "torch_compile")
+SECTIONS = ("threads", "rows", "row_cost", "final_state", "chunks", "backward", "sizes", "order",
+            "compile", "torch_compile")
 MAIN = (6, 32 * 64 * 16 * 16)
 ROW = 1024
 
@@ -306,6 +309,44 @@ def section_backward(args: argparse.Namespace) -> dict[str, Any]:
         out[name] = res
         print(f"{name}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in res.items()))
     return {"ms": out}
+
+
+# --------------------------------------------------------------------------------------- sizes
+SIZES = (8192, 32768, 131072, 524288, 2097152)  # neurons per step (T = 6); the main size is 524288
+
+
+def section_sizes(args: argparse.Namespace) -> dict[str, Any]:
+    """ns per neuron-step of the ILIF forward and backward kernels (1 thread, prepared arrays)
+    as the layer grows past the caches: the arrays a pair of calls touches (x, the spikes, σ,
+    dL/dS, dL/dx) against the last-level cache."""
+    torch.set_num_threads(1)
+    steps = MAIN[0]
+    out = {}
+    for n in SIZES:
+        kern = _Kernels(ILIF(), (steps, n))
+        rounds = max(args.rounds, int(3e7 // (steps * n)))
+        res = _interleaved({  # in this order: each backward reads what the forward kept
+            "forward": lambda k=kern: k.forward(ops.chunk_len(steps, backward=False)),
+            "backward": lambda k=kern: k.backward(ops.chunk_len(steps, backward=True)),
+        }, rounds, clock=time.perf_counter)
+        touched = 5 * steps * n * 4
+        out[str(n)] = {"MiB touched": touched / 2**20,
+                       **{f"{k} ns per neuron-step": v * 1e6 / (steps * n) for k, v in res.items()}}
+        print(f"{n} neurons × {steps} steps ({touched / 2**20:.0f} MiB): "
+              + ", ".join(f"{k} {v * 1e6 / (steps * n):.3f} ns" for k, v in res.items()))
+    return {"neurons_per_step": out, "last_level_cache_MiB": _llc_mib()}
+
+
+def _llc_mib() -> float | None:
+    """The last-level cache as Linux lists it (the highest level under sysfs), MiB."""
+    sizes = {}
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            level, size = int((index / "level").read_text()), (index / "size").read_text().strip()
+            sizes[level] = int(size.rstrip("KMG")) * {"K": 1 / 1024, "M": 1.0}.get(size[-1:], 1)
+        except (OSError, ValueError):
+            continue
+    return sizes[max(sizes)] if sizes else None
 
 
 # --------------------------------------------------------------------------------------- order

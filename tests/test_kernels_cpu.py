@@ -639,8 +639,8 @@ def test_kernel_profile_writes_json(tmp_path: Path) -> None:
     """The profiling script behind docs/performance.md runs and reports every variant."""
     out = tmp_path / "profile.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "kernel_profile.py"), "--only", "rows",
-           "--only", "row_cost", "--only", "final_state", "--only", "backward", "--rounds", "1",
-           "--out", str(out)]
+           "--only", "row_cost", "--only", "final_state", "--only", "backward", "--only",
+           "sizes", "--rounds", "1", "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -656,4 +656,11 @@ def test_kernel_profile_writes_json(tmp_path: Path) -> None:
     assert all(v > 0 for v in cost["ms"].values())
     assert {"forward_ns_per_row", "backward_ns_per_row"} <= set(cost)
     assert set(report["final_state"]["ms"]) == {"streaming stores", "plain stores"}
+    sizes = report["sizes"]["neurons_per_step"]
+    assert [int(n) for n in sizes] == [8192, 32768, 131072, 524288, 2097152]
+    touched = [row["MiB touched"] for row in sizes.values()]
+    assert touched[3] == 5 * 6 * 524288 * 4 / 2**20  # x, spikes, σ, dL/dS, dL/dx at the main size
+    assert touched == sorted(touched)
+    assert all(row[f"{k} ns per neuron-step"] > 0 for row in sizes.values()
+               for k in ("forward", "backward"))
     assert "threads" not in report
