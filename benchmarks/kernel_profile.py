@@ -162,7 +162,7 @@ def _repeat_adjoint(k, r, bits, par, ciu, mpiu):
     # dL/dx r[10], the four adjoint rows r[11:15], h r[6] (as rec[0, 0]), g(h) into r[8]
     x, bits2, sgm, gout, gx, ga = r[0:1], bits.reshape(1, n), r[7:8], r[9:10], r[10:11], r[11:15]
     rec, no_bits = r[6:7].reshape(1, 1, n), np.zeros(n, np.uint8)
-    g = r[8]
+    g = r[8:9]
     for _ in range(k):
         ilif_adjoint_chunk(x, bits2, sgm, gout, gx, ga, rec, g, no_bits, 0, 0, n, par,
                            ops.RECTANGLE, one, one, ciu, mpiu)

@@ -514,6 +514,33 @@ def test_eager_path_equals_the_operator(name: str, monkeypatch) -> None:
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("name,in_place", [("ilif", True), ("ilif-mpiu", True), ("lif", False),
+                                           ("ilif-ciu", False), ("clif", False)])
+def test_ilif_backward_writes_dl_dx_over_sigma(name: str, in_place: bool) -> None:
+    """An eager ILIF backward (σ(M) kept, float32) returns dL/dx in the very buffer that held
+    σ(M); the others (LIF, ILIF without the MPIU: uint8 spikes; CLIF) in a buffer of their own.
+    Three backwards through a retained graph give the eager loop's gradient each time."""
+    cls, preset = NEURON_CASES[name]
+    x = _input((6, 3, 700), seed=21).requires_grad_()
+    grad_out = _input(x.shape, seed=22)
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = (cls(backend="cpu", **preset)(x) * grad_out).sum()
+    (g_ref,) = torch.autograd.grad((cls(backend="torch", **preset)(x) * grad_out).sum(), x)
+    grads = [torch.autograd.grad(loss, x, retain_graph=True)[0].clone() if k else
+             torch.autograd.grad(loss, x, retain_graph=True)[0] for k in range(3)]
+    kept = {t.data_ptr() for t in saved if t.dtype == torch.float32 and t is not x}
+    assert (grads[0].data_ptr() in kept) == in_place
+    for g in grads:
+        _assert_grads_close(g, g_ref)
+    assert torch.equal(grads[1], grads[0]) and torch.equal(grads[2], grads[0])
+
+
 def test_no_grad_forward() -> None:
     x = _input((6, 900), seed=3)
     with torch.no_grad():

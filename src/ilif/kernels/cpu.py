@@ -9,8 +9,10 @@ spike packed in (4 bytes in float32); for LIF and ILIF without the MPIU the spik
 state of a fresh neuron). The backward operator rebuilds the other per-step values chunk by chunk
 (cheap without the exponentials, and cache-resident) and runs BPTT backwards in time into a new
 dL/dx buffer; what the forward kept is only read, so a second backward through a retained graph
-gives the same result. Gradients flow to the input, to the initial state and from the final
-state, exactly as through the eager loop, so calls can be chained.
+gives the same result. Eager calls run the same implementations through :class:`_EagerFused`,
+whose ILIF float32/float64 backward writes dL/dx over the kept σ(M) instead. Gradients flow to
+the input, to the initial state and from the final state, exactly as through the eager loop, so
+calls can be chained.
 
 Both operators have fake implementations and an autograd formula (``torch.library``), so
 ``torch.compile`` and ``torch.export`` trace them as single nodes.
@@ -311,6 +313,15 @@ def fused_cpu_backward(x: Tensor, state0: Tensor, sgm: Tensor, bits: Tensor, gra
     ``[S, N]`` (``[S, 0]`` when neither wanted nor a gradient at the final state given) from
     dL/dS and dL/d(final state), reading what the forward kept (``sgm``, ``bits``). For
     bfloat16 ``x``, dL/dS and dL/dx are bfloat16, the state's gradients float32."""
+    return _backward_into(BUFFERS.empty(tuple(x.shape), x.dtype), x, state0, sgm, bits,
+                          grad_spikes, grad_final, family, flags, params, want_state_grad)
+
+
+def _backward_into(grad_x: Tensor, x: Tensor, state0: Tensor, sgm: Tensor, bits: Tensor,
+                   grad_spikes: Tensor, grad_final: Tensor | None, family: str, flags: list[int],
+                   params: list[float], want_state_grad: bool) -> tuple[Tensor, Tensor]:
+    """:func:`fused_cpu_backward` with dL/dx written into ``grad_x``, which may be ``sgm``
+    itself (the ILIF kernel reads each step's σ before it writes that step's dL/dx there)."""
     n_steps, n = x.shape
     x = x.contiguous()
     n_state = state0.shape[0]
@@ -323,7 +334,6 @@ def fused_cpu_backward(x: Tensor, state0: Tensor, sgm: Tensor, bits: Tensor, gra
         adj = x.new_empty((n_state, 0), dtype=inner)  # zero, and no dL/d(state0) wanted
     cfg, par = form_config(FusedForm(family, tuple(flags), tuple(params), n_state), x.dtype)
     n_chunks = _chunks(n, cfg, n_steps, backward=True)
-    grad_x = BUFFERS.empty((n_steps, n), x.dtype)
     _launch(family, "backward", n_chunks, x, bits.contiguous(), sgm.contiguous(),
             grad_spikes.to(x.dtype).contiguous(), state0.contiguous(), adj, grad_x, par, cfg)
     return grad_x, adj
@@ -377,18 +387,37 @@ def _traced(*tensors: Tensor) -> bool:
 
 class _EagerFused(torch.autograd.Function):
     """The eager form of ``fused_cpu_forward`` with its autograd formula: the same
-    implementation, forward and backward, without the operator dispatch."""
+    implementation, forward and backward, without the operator dispatch.
+
+    One difference, invisible from outside: ILIF's float32/float64 backward writes dL/dx into
+    the buffer that held σ(M) (the kernel reads a step's σ before it writes there), which saves
+    a buffer and the reads-for-ownership of its lines. A second backward through a retained
+    graph finds σ(M) gone and runs the forward again for it (``ctx.sigma_spent``)."""
 
     @staticmethod
     def forward(ctx, x, state0, family, flags, params, want_stats, keep):
         output = fused_cpu_forward._init_fn(x, state0, family, flags, params, want_stats, keep)
         _setup_context(ctx, (x, state0, family, flags, params, want_stats, keep), output)
+        ctx.in_place = family == "ilif" and output[2].shape[0] > 0 and x.dtype in (
+            torch.float32, torch.float64)
+        ctx.sigma_spent = False
         return output
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_spikes, grad_final, _g_sgm, _g_bits, _g_stats):
-        return _backward_through(fused_cpu_backward._init_fn, ctx, grad_spikes, grad_final)
+        if not ctx.in_place:
+            return _backward_through(fused_cpu_backward._init_fn, ctx, grad_spikes, grad_final)
+
+        def run_backward(x, state0, sgm, *rest):
+            if ctx.sigma_spent:  # σ(M) became dL/dx in an earlier backward: rebuild it
+                family, flags, params = ctx.form
+                sgm = fused_cpu_forward._init_fn(x, state0, family, flags, params, False,
+                                                 True)[2]
+            ctx.sigma_spent = True
+            return _backward_into(sgm, x, state0, sgm, *rest)
+
+        return _backward_through(run_backward, ctx, grad_spikes, grad_final)
 
 
 def cpu_multi_step(

@@ -146,7 +146,7 @@ def ilif_backward_bf16(x, bits, sgm, gout, state0, adj, gx, par, cfg, c0, c1):
     ws = np.zeros((4, ch), np.float32)
     ga = np.zeros((4, ch), np.float32)
     rec = np.empty((1, n_steps, ch), np.float32)
-    gsur = np.empty(ch, np.float32)
+    gsur = np.empty((1, ch), np.float32)  # g(h)
     xs = np.empty((n_steps, ch), np.float32)  # the chunk's x, dL/dS and dL/dx in float32
     gs = np.empty((n_steps, ch), np.float32)
     gxs = np.empty((n_steps, ch), np.float32)

@@ -11,8 +11,10 @@ What the backward gets from the forward (``sgm``, docs/performance.md): for ILIF
 slope 1[I ≥ 0] into the top bit of its exponent (:func:`pack_sigma`: exact, as 0 < σ ≤ 1); for
 LIF and ILIF without the MPIU the spikes as uint8 (the slope in bit 1). Per chunk the backward
 first rebuilds the other per-step values from ``x``, the initial state and these into scratch
-rows that stay in the cache, then runs the adjoints backwards in time. ``sgm`` is read only: a
-second backward through a retained graph reads it again.
+rows that stay in the cache, then runs the adjoints backwards in time. The ILIF backward may be
+given ``sgm`` itself as the dL/dx buffer (:func:`ilif_adjoint_chunk` writes a step's dL/dx
+there once the step has read its σ); otherwise ``sgm`` is only read, and a second backward
+through a retained graph reads it again.
 """
 
 from __future__ import annotations
@@ -154,7 +156,7 @@ def ilif_backward(x, bits, sgm, gout, state0, adj, gx, par, cfg, c0, c1):
     ws = np.zeros((4, ch), x.dtype)  # working state of the recomputation
     ga = np.zeros((4, ch), x.dtype)  # adjoints of the state
     rec = np.empty((1, n_steps, ch), x.dtype)  # the recomputed h per step
-    gsur = np.empty(ch, x.dtype)
+    gsur = np.empty((2, ch), x.dtype)  # g(h), and a step's dL/dx when it replaces σ in sgm
     has_bits = bits.shape[0] == n_steps
     no_bits = np.zeros(ch, np.uint8)  # with the MPIU the spikes are packed in sgm
     for c in range(c0, c1):

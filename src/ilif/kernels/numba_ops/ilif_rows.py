@@ -19,8 +19,8 @@ from ilif.kernels.numba_ops.layout import (
     THRESHOLD,
     ZERO,
 )
-from ilif.kernels.numba_ops.llvm import wide_vectors
-from ilif.kernels.numba_ops.rows import row, row3
+from ilif.kernels.numba_ops.llvm import _address, wide_vectors
+from ilif.kernels.numba_ops.rows import copy_row, row, row3
 from ilif.kernels.numba_ops.surrogates import (
     _record_stats,
     _rectangle_sum,
@@ -290,17 +290,25 @@ def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, xlo, 
     g(h) and the spikes and slopes: packed with σ(M) in ``sgm`` (:func:`pack_sigma`) with
     ``mpiu``, else the uint8 ``bits``. ``gx`` receives dL/dx. One call per chunk, not per
     step. The chunk starts at column ``xlo`` of ``x``, ``gout`` and ``gx`` (float32 staging
-    buffers of the chunk for bfloat16, :mod:`.bf16_drivers`), at ``lo`` of ``bits``, ``sgm``."""
+    buffers of the chunk for bfloat16, :mod:`.bf16_drivers`), at ``lo`` of ``bits``, ``sgm``.
+    ``gx`` may be ``sgm`` itself (dL/dx in place of σ, float32/float64): a step's dL/dx then goes
+    to the scratch row ``gsur[1]`` first and over σ after the step, so that the step's loop
+    sees distinct rows (on rows that overlap, LLVM's runtime alias check picks the scalar
+    loop)."""
     wide_vectors()
     gv, gi, gm, gd = row(ga, 0, 0, m), row(ga, 1, 0, m), row(ga, 2, 0, m), row(ga, 3, 0, m)
     g = row(gsur, 0, 0, m)
+    in_place = mpiu and _address(gx) == _address(sgm)
     for t in range(x.shape[0] - 1, -1, -1):
         ht = row3(rec, 0, t, m)
         bt = row(bits, t, lo, m) if bits.shape[0] > t else row(no_bits, 0, 0, m)
+        gxt = row(gsur, 1, 0, m) if in_place else row(gx, t, xlo, m)
         surrogate_row(g, ht, code, par)
         _ilif_adjoint_flags(row(x, t, xlo, m), bt, row(sgm, t, lo, m), row(gout, t, xlo, m),
-                            row(gx, t, xlo, m), gv, gi, gm, gd, ht, g, par[LAMBDA], par[THRESHOLD],
+                            gxt, gv, gi, gm, gd, ht, g, par[LAMBDA], par[THRESHOLD],
                             par[CIU_GAIN], par[MPIU_GAIN], par[ZERO], par[ONE], keep_reset,
                             keep_inh, ciu, mpiu)
+        if in_place:
+            copy_row(row(gx, t, xlo, m), gxt)
 
 
