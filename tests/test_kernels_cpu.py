@@ -541,6 +541,43 @@ def test_ilif_backward_writes_dl_dx_over_sigma(name: str, in_place: bool) -> Non
     assert torch.equal(grads[1], grads[0]) and torch.equal(grads[2], grads[0])
 
 
+def test_backward_in_place_switch(monkeypatch) -> None:
+    """``BACKWARD_IN_PLACE = False`` gives ILIF's eager backward a buffer of its own, with the
+    same gradient bit for bit."""
+    x = _input((6, 2, 900), seed=23).requires_grad_()
+    grad_out = _input(x.shape, seed=24)
+    grads = {}
+    for flag in (True, False):
+        monkeypatch.setattr(cpu, "BACKWARD_IN_PLACE", flag)
+        saved: list[torch.Tensor] = []
+
+        def pack(t, saved=saved):
+            saved.append(t)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = (ILIF(backend="cpu")(x) * grad_out).sum()
+        (grads[flag],) = torch.autograd.grad(loss, x)
+        sigma = [t for t in saved if t.dtype == torch.float32 and t.shape == (6, 1800)
+                 and t.data_ptr() != x.data_ptr()]
+        assert len(sigma) == 1
+        assert (grads[flag].data_ptr() == sigma[0].data_ptr()) == flag
+    assert torch.equal(grads[True], grads[False])
+
+
+def test_backward_in_place_benchmark_runs(tmp_path: Path) -> None:
+    out = tmp_path / "in_place.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "backward_in_place.py"), "--parts", "neuron",
+           "--rounds", "1", "--calls", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    medians = report["neuron"]["median_ms"]
+    assert set(medians) == {"own buffer", "over sigma"}
+    assert all(v > 0 for m in medians.values() for v in m.values())
+    assert report["neuron"]["over_sigma_over_own_buffer"] > 0 and "step" not in report
+
+
 def test_no_grad_forward() -> None:
     x = _input((6, 900), seed=3)
     with torch.no_grad():

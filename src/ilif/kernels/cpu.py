@@ -377,6 +377,11 @@ def _backward(ctx, grad_spikes, grad_final, _g_sgm, _g_bits, _g_stats):
 fused_cpu_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
+# Whether an eager ILIF backward writes dL/dx over the kept σ(M) (:class:`_EagerFused`);
+# ``benchmarks/backward_in_place.py`` compares both ways.
+BACKWARD_IN_PLACE = True
+
+
 def _traced(*tensors: Tensor) -> bool:
     """Whether this call is being traced (``torch.compile``, ``torch.export``, fake or
     functional tensors), where the operators must appear; eager calls skip the operators'
@@ -398,8 +403,8 @@ class _EagerFused(torch.autograd.Function):
     def forward(ctx, x, state0, family, flags, params, want_stats, keep):
         output = fused_cpu_forward._init_fn(x, state0, family, flags, params, want_stats, keep)
         _setup_context(ctx, (x, state0, family, flags, params, want_stats, keep), output)
-        ctx.in_place = family == "ilif" and output[2].shape[0] > 0 and x.dtype in (
-            torch.float32, torch.float64)
+        ctx.in_place = BACKWARD_IN_PLACE and family == "ilif" and output[2].shape[0] > 0 and (
+            x.dtype in (torch.float32, torch.float64))
         ctx.sigma_spent = False
         return output
 
