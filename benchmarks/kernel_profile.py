@@ -24,6 +24,9 @@ hits all of them alike, and reports medians):
 - ``sizes``: the ILIF forward and backward kernels (1 thread, wall clock) in ns per
   neuron-step on [6, n] for n from 8192 to 2097152 (the main size is 524288), beside the MiB a
   forward + backward pair touches (x, spikes, σ, dL/dS, dL/dx) and the last-level cache.
+- ``dispatch``: the fixed cost of a call: a fused ILIF forward and backward on [6, 16] (1
+  thread), through the eager path (``cpu._EagerFused``) and through the ``torch.library``
+  operators.
 - ``order``: the fused ILIF forward+backward (2 threads, wall clock) right after another fused
   run and right after a SpikingJelly LIFNode run, with the minor page faults per call of both.
 - ``compile``: a cold compile of the kernels (ILIF and CLIF, float32 and float64) with an empty
@@ -70,8 +73,8 @@ from ilif.kernels.numba_ops.rows import copy_row, row, stream_row
 from ilif.kernels.numba_ops.surrogates import surrogate_row
 from ilif.neurons import ILIF, LIF
 
-SECTIONS = ("threads", "rows", "row_cost", "final_state", "chunks", "backward", "sizes", "order",
-            "compile", "torch_compile")
+SECTIONS = ("threads", "rows", "row_cost", "final_state", "chunks", "backward", "sizes", "dispatch",
+            "order", "compile", "torch_compile")
 MAIN = (6, 32 * 64 * 16 * 16)
 ROW = 1024
 
@@ -335,6 +338,43 @@ def section_sizes(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{n} neurons × {steps} steps ({touched / 2**20:.0f} MiB): "
               + ", ".join(f"{k} {v * 1e6 / (steps * n):.3f} ns" for k, v in res.items()))
     return {"neurons_per_step": out, "last_level_cache_MiB": _llc_mib()}
+
+
+def section_dispatch(args: argparse.Namespace) -> dict[str, Any]:
+    """The fixed cost of a call: a fused ILIF forward and backward on a tiny input [6, 16] (1
+    thread), as an eager call runs it (the operators' implementations through
+    ``cpu._EagerFused``) and through the ``torch.library`` operators (what traced calls run)."""
+    torch.set_num_threads(1)
+    layer = ILIF(backend="cpu")
+    x = _main_input(6, 16).requires_grad_()
+    grad = torch.ones_like(x)
+    traced = cpu._traced
+    ways = {"eager path": traced, "operators": lambda *tensors: True}
+    times = {way: {"forward": [], "backward": []} for way in ways}
+
+    def calls(count: int, record: dict[str, list[float]] | None) -> None:
+        for _ in range(count):
+            layer.reset()
+            t0 = time.perf_counter()
+            spikes = layer(x)
+            t1 = time.perf_counter()
+            torch.autograd.grad(spikes, x, grad)
+            t2 = time.perf_counter()
+            if record is not None:
+                record["forward"].append(t1 - t0)
+                record["backward"].append(t2 - t1)
+
+    try:
+        for rnd in range(args.rounds + 1):  # round 0 warms both ways up
+            for way, is_traced in ways.items():
+                cpu._traced = is_traced
+                calls(50, times[way] if rnd else None)
+    finally:
+        cpu._traced = traced
+    out = {way: {key: _median_ms(v) for key, v in t.items()} for way, t in times.items()}
+    for way, res in out.items():
+        print(f"{way}: forward {res['forward']:.3f} ms, backward {res['backward']:.3f} ms")
+    return {"ms": out}
 
 
 def _llc_mib() -> float | None:

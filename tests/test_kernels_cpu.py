@@ -704,7 +704,7 @@ def test_kernel_profile_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "profile.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "kernel_profile.py"), "--only", "rows",
            "--only", "row_cost", "--only", "final_state", "--only", "backward", "--only",
-           "sizes", "--rounds", "1", "--out", str(out)]
+           "sizes", "--only", "dispatch", "--rounds", "1", "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -727,4 +727,7 @@ def test_kernel_profile_writes_json(tmp_path: Path) -> None:
     assert touched == sorted(touched)
     assert all(row[f"{k} ns per neuron-step"] > 0 for row in sizes.values()
                for k in ("forward", "backward"))
+    dispatch = report["dispatch"]["ms"]
+    assert set(dispatch) == {"eager path", "operators"}
+    assert all(v > 0 for way in dispatch.values() for v in way.values())
     assert "threads" not in report
