@@ -43,8 +43,7 @@ from ilif.neurons import Neuron  # noqa: E402
 # (category, name fragments), first match wins; names are torch.profiler event names
 CATEGORIES = (
     ("neuron: its own code (kernel, python) outside torch ops",
-     ("neuron forward", "FusedNeuronFunction", "_EagerFused", "fused_cpu", "LIFNode",
-      "multistep")),
+     ("neuron forward", "_EagerFused", "fused_cpu", "LIFNode", "multistep")),
     ("convolution", ("convolution", "conv2d", "mkldnn_conv")),
     ("batch norm", ("batch_norm", "BatchNorm")),
     ("layout and other copies", ("copy_", "clone", "contiguous", "to_copy", "_to_dense")),

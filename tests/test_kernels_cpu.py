@@ -532,8 +532,8 @@ def test_ilif_backward_writes_dl_dx_over_sigma(name: str, in_place: bool) -> Non
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = (cls(backend="cpu", **preset)(x) * grad_out).sum()
     (g_ref,) = torch.autograd.grad((cls(backend="torch", **preset)(x) * grad_out).sum(), x)
-    grads = [torch.autograd.grad(loss, x, retain_graph=True)[0].clone() if k else
-             torch.autograd.grad(loss, x, retain_graph=True)[0] for k in range(3)]
+    # each backward returns a buffer of its own: the later ones rebuild σ(M) in a new one
+    grads = [torch.autograd.grad(loss, x, retain_graph=True)[0] for _ in range(3)]
     kept = {t.data_ptr() for t in saved if t.dtype == torch.float32 and t is not x}
     assert (grads[0].data_ptr() in kept) == in_place
     for g in grads:
