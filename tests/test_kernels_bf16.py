@@ -139,6 +139,27 @@ def test_native_bfloat16_against_float64(name: str) -> None:
         assert _rel_l2(got, want.detach()) <= GRAD_REL_L2
 
 
+@pytest.mark.parametrize("name", list(CASES))
+def test_bfloat16_kernel_is_the_float32_kernel_on_the_widened_input(name: str) -> None:
+    """The bfloat16 kernels compute in float32 on the widened values (exact), so their spikes,
+    final state and dL/dx are the float32 kernel's on ``x.float()`` and ``grad.float()``, each
+    rounded to bfloat16 once: bit for bit (the float32 ops are the same, in the same order)."""
+    cls, kw = CASES[name]
+    x = _input((5, 3 * 512 + 29), seed=7).to(torch.bfloat16)
+    grad_out = _input(x.shape, seed=8).to(torch.bfloat16)
+    outs = {}
+    for dtype in (torch.bfloat16, torch.float32):
+        neuron = cls(backend="cpu", **kw)
+        xx = x.to(dtype).requires_grad_()
+        spikes = neuron(xx)
+        (gx,) = torch.autograd.grad(spikes, xx, grad_out.to(dtype))
+        outs[dtype] = [spikes.detach(), gx, *(s.detach() for s in neuron.state)]
+    assert 0 < float(outs[torch.float32][0].mean()) < 1
+    for got, want in zip(outs[torch.bfloat16], outs[torch.float32], strict=True):
+        assert got.dtype == torch.bfloat16
+        assert torch.equal(got.view(torch.int16), want.to(torch.bfloat16).view(torch.int16))
+
+
 @pytest.mark.parametrize("use_openmp", [True, False])
 def test_bfloat16_on_two_threads(use_openmp: bool, monkeypatch) -> None:
     """Over many chunks on two threads (torch's OpenMP threads, or the kernel's own with numpy

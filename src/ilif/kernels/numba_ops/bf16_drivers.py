@@ -3,11 +3,10 @@ are bfloat16 (their uint16 bits, :mod:`.bf16`); the initial state, σ kept for t
 (4 bytes per neuron-step, or the 1-byte uint8 spikes), the parameters and all arithmetic are
 float32.
 
-Each chunk widens its bfloat16 inputs into float32 staging rows, runs the float32 rows of
-:mod:`.drivers` on them, and narrows its outputs back (round to nearest even), so that no
-float32 copy of a whole tensor is made. ILIF stages the chunk's T rows at once (the chunk
-functions loop over time themselves: T × 512 × 4 bytes per staged quantity, cache-resident);
-CLIF stages one row per step.
+ILIF runs the drivers of :mod:`.drivers` themselves: their row loops read x and dL/dS and write
+the spikes and dL/dx through :func:`.bf16.load` and :func:`.bf16.store`, which widen and narrow
+(round to nearest even) element by element, so that no float32 copy of a bfloat16 row is made.
+CLIF widens each step's row into a float32 staging row and narrows its outputs back.
 """
 
 from __future__ import annotations
@@ -17,25 +16,12 @@ from numba import njit
 
 from ilif.kernels.numba_ops.bf16 import narrow_row, widen_row
 from ilif.kernels.numba_ops.clif_rows import clif_backward_step, clif_forward_row, clif_rebuild_row
-from ilif.kernels.numba_ops.drivers import _chunk
-from ilif.kernels.numba_ops.ilif_rows import (
-    _ilif_forward_chunk,
-    ilif_adjoint_chunk,
-    ilif_forward_chunk_counted,
-    ilif_rebuild_row,
-)
+from ilif.kernels.numba_ops.drivers import _chunk, ilif_backward, ilif_forward
 from ilif.kernels.numba_ops.layout import (
     CHUNK_LEN,
-    CIU,
-    DETACH_INHIBITION,
     DETACH_RESET,
     LAMBDA,
-    MPIU,
     ONE,
-    RECTANGLE,
-    STATS_COUNT,
-    STATS_H,
-    STATS_NONE,
     SURROGATE,
     TAU,
     THRESHOLD,
@@ -48,57 +34,10 @@ from ilif.kernels.numba_ops.surrogates import accumulate_stats, surrogate_row
 
 
 @njit(inline="always")
-def _widen_chunk(dst, src, lo, m):
-    """``dst[t, :m] = float32(src[t, lo:lo + m])`` for every step t."""
-    for t in range(src.shape[0]):
-        widen_row(row(dst, t, 0, m), row(src, t, lo, m))
-
-
-@njit(inline="always")
-def _narrow_chunk(dst, src, lo, m):
-    """``dst[t, lo:lo + m] = bfloat16(src[t, :m])`` for every step t."""
-    for t in range(dst.shape[0]):
-        narrow_row(row(dst, t, lo, m), row(src, t, 0, m))
-
-
-@njit(inline="always")
 def _narrow_final(out_state, ws, lo, m):
     """``out_state[k, lo:lo + m] = bfloat16(ws[k, :m])`` for every state row k."""
     for kk in range(out_state.shape[0]):
         narrow_row(row(out_state, kk, lo, m), row(ws, kk, 0, m))
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def ilif_forward_bf16(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats, c0,
-                      c1):
-    """:func:`ilif_forward` of :mod:`.drivers` for bfloat16 ``x``, spikes and final state (uint16
-    bits); the other arrays are float32."""
-    wide_vectors()
-    n_steps, n = x.shape
-    zero0 = state0.shape[1] == 0
-    ciu = cfg[CIU] != 0
-    mpiu = cfg[MPIU] != 0
-    ch = cfg[CHUNK_LEN]
-    code = cfg[SURROGATE]
-    stats_mode = (STATS_NONE if cfg[WANT_STATS] == 0 else STATS_COUNT if code == RECTANGLE
-                  else STATS_H)
-    ws = np.zeros((4, ch), np.float32)
-    buf = np.empty((3, ch), np.float32)
-    no_bits = np.empty(ch, np.uint8)
-    xs = np.empty((n_steps, ch), np.float32)  # the chunk's x, widened
-    ss = np.empty((n_steps, ch), np.float32)  # its spikes, before narrowing
-    for c in range(c0, c1):
-        lo, m = _chunk(c, ch, n)
-        _load_rows(ws, state0, zero0, lo, m)
-        _widen_chunk(xs, x, lo, m)
-        if stats_mode == STATS_NONE:
-            _ilif_forward_chunk(xs, ws, ss, out_bits, out_sgm, buf, no_bits, stats, c, lo, 0, m,
-                                par, ciu, mpiu, STATS_NONE, code)
-        else:
-            ilif_forward_chunk_counted(xs, ws, ss, out_bits, out_sgm, buf, no_bits, stats, c, lo,
-                                       0, m, par, ciu, mpiu, stats_mode, code)
-        _narrow_chunk(out_spikes, ss, lo, m)
-        _narrow_final(out_state, ws, lo, m)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -125,51 +64,6 @@ def clif_forward_bf16(x, state0, out_spikes, out_bits, out_sgm, out_state, par, 
                 accumulate_stats(stats, c, t, h, spk, code, par)
             narrow_row(row(out_spikes, t, lo, m), spk)
         _narrow_final(out_state, ws, lo, m)
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def ilif_backward_bf16(x, bits, sgm, gout, state0, adj, gx, par, cfg, c0, c1):
-    """:func:`ilif_backward` of :mod:`.drivers` for bfloat16 ``x``, dL/dS ``gout`` and dL/dx
-    ``gx``; the chunk's x and dL/dS are widened once, its dL/dx narrowed at the end."""
-    wide_vectors()
-    n_steps, n = x.shape
-    n_state = adj.shape[0]
-    zero0 = state0.shape[1] == 0
-    want_adj = adj.shape[1] != 0
-    ciu = cfg[CIU] != 0
-    mpiu = cfg[MPIU] != 0
-    code = cfg[SURROGATE]
-    ch = cfg[CHUNK_LEN]
-    one = par[ONE]
-    keep_reset = par[ZERO] if cfg[DETACH_RESET] else one
-    keep_inh = par[ZERO] if cfg[DETACH_INHIBITION] else one
-    ws = np.zeros((4, ch), np.float32)
-    ga = np.zeros((4, ch), np.float32)
-    rec = np.empty((1, n_steps, ch), np.float32)
-    gsur = np.empty((1, ch), np.float32)  # g(h)
-    xs = np.empty((n_steps, ch), np.float32)  # the chunk's x, dL/dS and dL/dx in float32
-    gs = np.empty((n_steps, ch), np.float32)
-    gxs = np.empty((n_steps, ch), np.float32)
-    has_bits = bits.shape[0] == n_steps
-    no_bits = np.zeros(ch, np.uint8)  # with the MPIU the spikes are packed in sgm
-    for c in range(c0, c1):  # without the MPIU sgm is empty, and not read
-        lo, m = _chunk(c, ch, n)
-        _load_rows(ws, state0, zero0, lo, m)
-        _load_rows(ga, adj, not want_adj, lo, m)
-        _widen_chunk(xs, x, lo, m)
-        _widen_chunk(gs, gout, lo, m)
-        v, trace, memory, drive = (row(ws, 0, 0, m), row(ws, 1, 0, m), row(ws, 2, 0, m),
-                                   row(ws, 3, 0, m))
-        for t in range(n_steps):
-            bt = row(bits, t, lo, m) if has_bits else row(no_bits, 0, 0, m)
-            ilif_rebuild_row(row(xs, t, 0, m), v, trace, memory, drive, bt, row3(rec, 0, t, m),
-                             row(sgm, t, lo, m), par, ciu, mpiu)
-        ilif_adjoint_chunk(xs, bits, sgm, gs, gxs, ga, rec, gsur, no_bits, lo, 0, m, par,
-                           code, keep_reset, keep_inh, ciu, mpiu)
-        _narrow_chunk(gx, gxs, lo, m)
-        if want_adj:
-            for kk in range(n_state):
-                copy_row(row(adj, kk, lo, m), row(ga, kk, 0, m))
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -214,6 +108,6 @@ def clif_backward_bf16(x, bits, sgm, gout, state0, adj, gx, par, cfg, c0, c1):
 
 
 DRIVERS_BF16 = {
-    "ilif": {"forward": ilif_forward_bf16, "backward": ilif_backward_bf16},
+    "ilif": {"forward": ilif_forward, "backward": ilif_backward},
     "clif": {"forward": clif_forward_bf16, "backward": clif_backward_bf16},
 }

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ilif.kernels.numba_ops.bf16 import store_row
 from ilif.kernels.numba_ops.clif_rows import clif_backward_step, clif_forward_row, clif_rebuild_row
 from ilif.kernels.numba_ops.ilif_rows import (
     _forward_rows,
@@ -49,7 +50,7 @@ from ilif.kernels.numba_ops.layout import (
     ZERO,
 )
 from ilif.kernels.numba_ops.llvm import _store_fence, wide_vectors
-from ilif.kernels.numba_ops.rows import _load_rows, copy_row, row, row3, stream_row
+from ilif.kernels.numba_ops.rows import _load_rows, copy_row, row, row3
 from ilif.kernels.numba_ops.surrogates import accumulate_stats, surrogate_row
 
 
@@ -63,13 +64,15 @@ def _chunk(c, ch, n):
 @njit(inline="always")
 def _store_final(out_state, ws, lo, m):
     for kk in range(out_state.shape[0]):  # not read again in this call
-        stream_row(row(out_state, kk, lo, m), row(ws, kk, 0, m))
+        store_row(row(out_state, kk, lo, m), row(ws, kk, 0, m))
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def ilif_forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, stats, c0, c1):
     """Fused ILIF (and LIF) forward over the chunks [c0, c1) of ``x[T, N]`` from ``state0[S, N]``
-    (an empty ``state0[S, 0]`` stands for the all-zero state, which is then not read).
+    (an empty ``state0[S, 0]`` stands for the all-zero state, which is then not read). The
+    arithmetic is in ``par``'s dtype; ``x``, the spikes and the final state may be bfloat16
+    (uint16 bits, read and written through :func:`load` and :func:`store`).
 
     Writes, each output only when it has T rows: the spikes (input dtype) into ``out_spikes``,
     the uint8 spikes into ``out_bits``, and into ``out_sgm`` σ(M) with the spikes packed in
@@ -86,18 +89,20 @@ def ilif_forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, 
     # the rectangle's Σ g(h) follows from the open count; the other surrogates need h
     stats_mode = (STATS_NONE if cfg[WANT_STATS] == 0 else STATS_COUNT if code == RECTANGLE
                   else STATS_H)
-    ws = np.zeros((4, ch), x.dtype)  # working state (v, I, M, D); unused rows stay 0
-    buf = np.empty((3, ch), x.dtype)  # h, σ and the spikes when the caller wants none
+    ws = np.zeros((4, ch), par.dtype)  # working state (v, I, M, D); unused rows stay 0
+    buf = np.empty((2, ch), par.dtype)  # h, and σ when the caller wants none
+    no_spikes = np.empty((1, ch), out_spikes.dtype)  # the spikes when the caller wants none
     no_bits = np.empty(ch, np.uint8)  # the uint8 spikes when the caller wants none
     for c in range(c0, c1):
         lo, m = _chunk(c, ch, n)
         _load_rows(ws, state0, zero0, lo, m)
         if stats_mode == STATS_NONE:
-            _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo,
-                                lo, m, par, ciu, mpiu, STATS_NONE, code)
+            _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits,
+                                stats, c, lo, lo, m, par, ciu, mpiu, STATS_NONE, code)
         else:
-            ilif_forward_chunk_counted(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats,
-                                       c, lo, lo, m, par, ciu, mpiu, stats_mode, code)
+            ilif_forward_chunk_counted(x, ws, out_spikes, out_bits, out_sgm, buf, no_spikes,
+                                       no_bits, stats, c, lo, lo, m, par, ciu, mpiu, stats_mode,
+                                       code)
         _store_final(out_state, ws, lo, m)
     _store_fence()
 
@@ -113,14 +118,15 @@ def clif_forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, 
     want_stats = cfg[WANT_STATS] != 0
     code = cfg[SURROGATE]
     ws = np.zeros((2, ch), x.dtype)  # working state (v, C)
-    buf = np.empty((3, ch), x.dtype)
+    buf = np.empty((2, ch), x.dtype)
+    no_spikes = np.empty((1, ch), x.dtype)
     no_bits = np.empty(ch, np.uint8)
     for c in range(c0, c1):
         lo, m = _chunk(c, ch, n)
         _load_rows(ws, state0, zero0, lo, m)
         for t in range(n_steps):
-            spk, _, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_bits, t, lo, lo,
-                                           m)
+            spk, _, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits,
+                                           t, lo, lo, m)
             clif_forward_row(row(x, t, lo, m), row(ws, 0, 0, m), row(ws, 1, 0, m), spk, h, sgm,
                              par)
             if want_stats:
@@ -138,7 +144,8 @@ def ilif_backward(x, bits, sgm, gout, state0, adj, gx, par, cfg, c0, c1):
     Per chunk, the forward is first rebuilt from ``x``, the initial state (an empty
     ``state0[S, 0]`` stands for the all-zero state) and what the forward kept: with the MPIU
     σ(M) with the spikes packed in (``sgm[T, N]``), so that the rebuild has no exponential left;
-    else the uint8 ``bits[T, N]``. Then the adjoints run backwards in time.
+    else the uint8 ``bits[T, N]``. Then the adjoints run backwards in time. ``x``, dL/dS
+    ``gout`` and ``gx`` may be bfloat16 (uint16 bits), as in :func:`ilif_forward`.
     """
     wide_vectors()
     n_steps, n = x.shape
@@ -152,11 +159,10 @@ def ilif_backward(x, bits, sgm, gout, state0, adj, gx, par, cfg, c0, c1):
     one = par[ONE]
     keep_reset = par[ZERO] if cfg[DETACH_RESET] else one
     keep_inh = par[ZERO] if cfg[DETACH_INHIBITION] else one
-    sg_rows = sgm if sgm.shape[0] == n_steps else gx  # without the MPIU sgm is empty, not read
-    ws = np.zeros((4, ch), x.dtype)  # working state of the recomputation
-    ga = np.zeros((4, ch), x.dtype)  # adjoints of the state
-    rec = np.empty((1, n_steps, ch), x.dtype)  # the recomputed h per step
-    gsur = np.empty((2, ch), x.dtype)  # g(h), and a step's dL/dx when it replaces σ in sgm
+    ws = np.zeros((4, ch), par.dtype)  # working state of the recomputation
+    ga = np.zeros((4, ch), par.dtype)  # adjoints of the state
+    rec = np.empty((1, n_steps, ch), par.dtype)  # the recomputed h per step
+    gsur = np.empty((2, ch), par.dtype)  # g(h), and a step's dL/dx when it replaces σ in sgm
     has_bits = bits.shape[0] == n_steps
     no_bits = np.zeros(ch, np.uint8)  # with the MPIU the spikes are packed in sgm
     for c in range(c0, c1):
@@ -168,8 +174,8 @@ def ilif_backward(x, bits, sgm, gout, state0, adj, gx, par, cfg, c0, c1):
         for t in range(n_steps):
             bt = row(bits, t, lo, m) if has_bits else row(no_bits, 0, 0, m)
             ilif_rebuild_row(row(x, t, lo, m), v, trace, memory, drive, bt, row3(rec, 0, t, m),
-                             row(sg_rows, t, lo, m), par, ciu, mpiu)
-        ilif_adjoint_chunk(x, bits, sg_rows, gout, gx, ga, rec, gsur, no_bits, lo, lo, m, par,
+                             row(sgm, t, lo, m), par, ciu, mpiu)  # without the MPIU: not read
+        ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, lo, m, par,
                            code, keep_reset, keep_inh, ciu, mpiu)
         if want_adj:
             for kk in range(n_state):

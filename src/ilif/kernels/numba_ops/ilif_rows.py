@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
+from ilif.kernels.numba_ops.bf16 import load, store
 from ilif.kernels.numba_ops.fastmath import pack_sigma, sigmoid, unpack_sigma
 from ilif.kernels.numba_ops.layout import (
     CIU_GAIN,
@@ -66,7 +68,7 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
     n_spk = 0
     n_open = 0
     for j in range(x.shape[0]):
-        xj = x[j]
+        xj = load(x, j)
         vj = v[j]
         tr_prev = trace[j] if ciu else zero
         dj = drive[j] if ciu else zero
@@ -94,7 +96,7 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
             n_spk += 1 if spiked else 0
             n_open += 1 if abs(hh) < half else 0
         if not rebuild:
-            spk[j] = s
+            store(spk, j, s)
             if not mpiu:
                 bits[j] = _flag_bits(s, tr, ciu, zero)
         if rebuild and mpiu:
@@ -110,7 +112,7 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
         # overlaps better alone than inside the step's loop; S and I are read back from their
         # rows (a uint8 row passing them on cost more)
         for j in range(x.shape[0]):
-            s = spk[j]
+            s = load(spk, j)
             tr = trace[j] if ciu else zero
             sg = sigmoid(memory[j], one)
             v[j] = v[j] - s * sg
@@ -161,28 +163,28 @@ def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mp
 
 
 @njit(inline="always", error_model="numpy")
-def _forward_rows(out_spikes, out_bits, out_sgm, buf, no_bits, t, lo, xlo, m):
+def _forward_rows(out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits, t, lo, xlo, m):
     """The output rows of step ``t`` of a chunk: the caller's, or scratch where it wants none
-    (an output has T rows or none); and the h scratch row. The chunk starts at column ``lo`` of
-    ``out_bits``, ``out_sgm`` and at ``xlo`` of ``out_spikes`` (a float32 staging buffer of the
-    chunk for bfloat16 input, :mod:`.bf16_drivers`)."""
-    spk = row(out_spikes, t, xlo, m) if out_spikes.shape[0] > t else row(buf, 2, 0, m)
+    (an output has T rows or none: ``no_spikes`` of the spikes' dtype, ``buf``, ``no_bits``);
+    and the h scratch row. The chunk starts at column ``lo`` of ``out_bits``, ``out_sgm`` and
+    at ``xlo`` of ``out_spikes``."""
+    spk = row(out_spikes, t, xlo, m) if out_spikes.shape[0] > t else row(no_spikes, 0, 0, m)
     bits = row(out_bits, t, lo, m) if out_bits.shape[0] > t else row(no_bits, 0, 0, m)
     sgm = row(out_sgm, t, lo, m) if out_sgm.shape[0] > t else row(buf, 1, 0, m)
     return spk, bits, sgm, row(buf, 0, 0, m)
 
 
 @njit(inline="always", error_model="numpy")
-def _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo, xlo, m,
-                        par, ciu, mpiu, stats_mode, surrogate):
+def _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits, stats, c,
+                        lo, xlo, m, par, ciu, mpiu, stats_mode, surrogate):
     """The forward of one ILIF chunk, all its steps: :func:`ilif_forward_row` per step, from the
     state rows ``ws`` (updated in place); with ``stats_mode`` (a constant) the per-step sums go
     to ``stats[c]``. The chunk starts at column ``xlo`` of ``x`` and ``out_spikes``, at ``lo``
     of the other outputs (:func:`_forward_rows`)."""
     v, trace, memory, drive = row(ws, 0, 0, m), row(ws, 1, 0, m), row(ws, 2, 0, m), row(ws, 3, 0, m)
     for t in range(x.shape[0]):
-        spk, bits, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_bits, t, lo, xlo,
-                                          m)
+        spk, bits, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits,
+                                          t, lo, xlo, m)
         n_spk, n_open = ilif_forward_row(row(x, t, xlo, m), v, trace, memory, drive, bits, spk, h,
                                          sgm, par, ciu, mpiu, stats_mode)
         if stats_mode == STATS_COUNT:  # the rectangle: h was not written
@@ -192,18 +194,18 @@ def _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stat
 
 
 @njit(cache=True, error_model="numpy")
-def ilif_forward_chunk_counted(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo,
-                               xlo, m, par, ciu, mpiu, stats_mode, surrogate):
+def ilif_forward_chunk_counted(x, ws, out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits, stats,
+                               c, lo, xlo, m, par, ciu, mpiu, stats_mode, surrogate):
     """:func:`_ilif_forward_chunk` with the statistics: a function of its own, called once per
     chunk, so that the drivers, which inline the plain loops, stay small enough to compile in
     reasonable time (``benchmarks/kernel_profile.py --only compile``)."""
     wide_vectors()
     if stats_mode == STATS_H:
-        _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo, xlo,
-                            m, par, ciu, mpiu, STATS_H, surrogate)
+        _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits, stats,
+                            c, lo, xlo, m, par, ciu, mpiu, STATS_H, surrogate)
     else:
-        _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_bits, stats, c, lo, xlo,
-                            m, par, ciu, mpiu, STATS_COUNT, surrogate)
+        _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits, stats,
+                            c, lo, xlo, m, par, ciu, mpiu, STATS_COUNT, surrogate)
 
 
 @njit(inline="always", error_model="numpy")
@@ -221,11 +223,11 @@ def _ilif_adjoint_loop(xt, bt, sgt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th,
     for j in range(xt.shape[0]):
         b = bt[j] if not mpiu else np.uint8(0)
         code = sgt[j] if mpiu else zero  # σ(M), S and the slope packed
-        g_out = got[j]
+        g_out = load(got, j)
         g_v = gv[j]
         g_sur = gsur[j]
         g_d = gd[j] if ciu else zero
-        x_j = xt[j] if ciu else zero
+        x_j = load(xt, j) if ciu else zero
         g_i_next = gi[j] if ciu else zero
         h_j = ht[j] if mpiu else zero
         g_m_next = gm[j] if mpiu else zero
@@ -254,7 +256,7 @@ def _ilif_adjoint_loop(xt, bt, sgt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th,
         g_i = g_i_next - keep_inh * g_h * slope
         if mpiu:
             gm[j] = kap * g_m
-        gxt[j] = g_x + g_h
+        store(gxt, j, g_x + g_h)
         gv[j] = lam * g_h
         if ciu:
             gi[j] = k * g_i
@@ -281,6 +283,21 @@ def _ilif_adjoint_flags(xt, bt, sgt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th
                            one, keep_reset, keep_inh, False, False)
 
 
+def _dx_row(gx, gsur, t, xlo, m, in_place):
+    """Where step ``t`` of :func:`ilif_adjoint_chunk` writes dL/dx: the scratch row ``gsur[1]``
+    when dL/dx replaces σ in place, else ``gx[t]`` (always for bfloat16 ``gx``, whose uint16
+    rows cannot hold float32 σ). Compiled only."""
+    raise NotImplementedError("_dx_row runs inside numba kernels only")
+
+
+@overload(_dx_row, inline="always")
+def _dx_row_overload(gx, gsur, t, xlo, m, in_place):
+    if gx.dtype != gsur.dtype:
+        return lambda gx, gsur, t, xlo, m, in_place: row(gx, t, xlo, m)
+    return lambda gx, gsur, t, xlo, m, in_place: (row(gsur, 1, 0, m) if in_place
+                                                  else row(gx, t, xlo, m))
+
+
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, xlo, m, par, code,
                        keep_reset, keep_inh, ciu, mpiu):
@@ -289,8 +306,8 @@ def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, xlo, 
     ``rec[0, t]``, then one branch-free loop per flag set (:func:`_ilif_adjoint_loop`) from h,
     g(h) and the spikes and slopes: packed with σ(M) in ``sgm`` (:func:`pack_sigma`) with
     ``mpiu``, else the uint8 ``bits``. ``gx`` receives dL/dx. One call per chunk, not per
-    step. The chunk starts at column ``xlo`` of ``x``, ``gout`` and ``gx`` (float32 staging
-    buffers of the chunk for bfloat16, :mod:`.bf16_drivers`), at ``lo`` of ``bits``, ``sgm``.
+    step. The chunk starts at column ``xlo`` of ``x``, ``gout`` and ``gx`` (bfloat16 rows are
+    read and written through :func:`load` and :func:`store`), at ``lo`` of ``bits``, ``sgm``.
     ``gx`` may be ``sgm`` itself (dL/dx in place of σ, float32/float64): a step's dL/dx then goes
     to the scratch row ``gsur[1]`` first and over σ after the step, so that the step's loop
     sees distinct rows (on rows that overlap, LLVM's runtime alias check picks the scalar
@@ -302,7 +319,7 @@ def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, xlo, 
     for t in range(x.shape[0] - 1, -1, -1):
         ht = row3(rec, 0, t, m)
         bt = row(bits, t, lo, m) if bits.shape[0] > t else row(no_bits, 0, 0, m)
-        gxt = row(gsur, 1, 0, m) if in_place else row(gx, t, xlo, m)
+        gxt = _dx_row(gx, gsur, t, xlo, m, in_place)
         surrogate_row(g, ht, code, par)
         _ilif_adjoint_flags(row(x, t, xlo, m), bt, row(sgm, t, lo, m), row(gout, t, xlo, m),
                             gxt, gv, gi, gm, gd, ht, g, par[LAMBDA], par[THRESHOLD],
@@ -310,5 +327,6 @@ def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, xlo, 
                             keep_inh, ciu, mpiu)
         if in_place:
             copy_row(row(gx, t, xlo, m), gxt)
+
 
 

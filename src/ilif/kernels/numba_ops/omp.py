@@ -10,12 +10,7 @@ import functools
 import numpy as np
 from numba import carray, cfunc, njit, types
 
-from ilif.kernels.numba_ops.bf16_drivers import (
-    clif_backward_bf16,
-    clif_forward_bf16,
-    ilif_backward_bf16,
-    ilif_forward_bf16,
-)
+from ilif.kernels.numba_ops.bf16_drivers import clif_backward_bf16, clif_forward_bf16
 from ilif.kernels.numba_ops.cache import numba_cache_dir
 from ilif.kernels.numba_ops.drivers import clif_backward, clif_forward, ilif_backward, ilif_forward
 from ilif.kernels.numba_ops.layout import COUNTER, HEADER, N_CHUNKS, N_THREADS, PER_ARRAY
@@ -136,7 +131,7 @@ def _ilif_bf16_bodies(f):
             c0, c1 = next_block(meta)
             if c0 >= c1:
                 return
-            ilif_forward_bf16(*arrays, c0, c1)
+            ilif_forward(*arrays, c0, c1)
 
     def backward(data):
         meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
@@ -145,7 +140,7 @@ def _ilif_bf16_bodies(f):
             c0, c1 = next_block(meta)
             if c0 >= c1:
                 return
-            ilif_backward_bf16(*arrays, c0, c1)
+            ilif_backward(*arrays, c0, c1)
 
     return forward, backward
 
