@@ -162,7 +162,7 @@ def ilif_backward(x, bits, sgm, gout, state0, adj, gx, par, cfg, c0, c1):
     ws = np.zeros((4, ch), par.dtype)  # working state of the recomputation
     ga = np.zeros((4, ch), par.dtype)  # adjoints of the state
     rec = np.empty((1, n_steps, ch), par.dtype)  # the recomputed h per step
-    gsur = np.empty((2, ch), par.dtype)  # g(h), and a step's dL/dx when it replaces σ in sgm
+    gsur = np.empty((1, ch), par.dtype)  # g(h)
     has_bits = bits.shape[0] == n_steps
     no_bits = np.zeros(ch, np.uint8)  # with the MPIU the spikes are packed in sgm
     for c in range(c0, c1):

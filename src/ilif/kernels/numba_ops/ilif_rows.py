@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-from numba.extending import overload
 
 from ilif.kernels.numba_ops.bf16 import load, store
 from ilif.kernels.numba_ops.fastmath import pack_sigma, sigmoid, unpack_sigma
@@ -22,7 +21,7 @@ from ilif.kernels.numba_ops.layout import (
     ZERO,
 )
 from ilif.kernels.numba_ops.llvm import _address, wide_vectors
-from ilif.kernels.numba_ops.rows import copy_row, row, row3
+from ilif.kernels.numba_ops.rows import row, row3
 from ilif.kernels.numba_ops.surrogates import (
     _record_stats,
     _rectangle_sum,
@@ -283,21 +282,6 @@ def _ilif_adjoint_flags(xt, bt, sgt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th
                            one, keep_reset, keep_inh, False, False)
 
 
-def _dx_row(gx, gsur, t, xlo, m, in_place):
-    """Where step ``t`` of :func:`ilif_adjoint_chunk` writes dL/dx: the scratch row ``gsur[1]``
-    when dL/dx replaces σ in place, else ``gx[t]`` (always for bfloat16 ``gx``, whose uint16
-    rows cannot hold float32 σ). Compiled only."""
-    raise NotImplementedError("_dx_row runs inside numba kernels only")
-
-
-@overload(_dx_row, inline="always")
-def _dx_row_overload(gx, gsur, t, xlo, m, in_place):
-    if gx.dtype != gsur.dtype:
-        return lambda gx, gsur, t, xlo, m, in_place: row(gx, t, xlo, m)
-    return lambda gx, gsur, t, xlo, m, in_place: (row(gsur, 1, 0, m) if in_place
-                                                  else row(gx, t, xlo, m))
-
-
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, xlo, m, par, code,
                        keep_reset, keep_inh, ciu, mpiu):
@@ -308,9 +292,9 @@ def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, xlo, 
     ``mpiu``, else the uint8 ``bits``. ``gx`` receives dL/dx. One call per chunk, not per
     step. The chunk starts at column ``xlo`` of ``x``, ``gout`` and ``gx`` (bfloat16 rows are
     read and written through :func:`load` and :func:`store`), at ``lo`` of ``bits``, ``sgm``.
-    ``gx`` may be ``sgm`` itself (dL/dx in place of σ, float32/float64): a step's dL/dx then goes
-    to the scratch row ``gsur[1]`` first and over σ after the step, so that the step's loop
-    sees distinct rows (on rows that overlap, LLVM's runtime alias check picks the scalar
+    ``gx`` may be ``sgm`` itself (dL/dx in place of σ, float32/float64): the step's loop then
+    gets σ's row as its dL/dx row, the same pointer, which it reads at each j before it writes
+    there (LLVM vectorises that; two pointers to overlapping rows would take its scalar
     loop)."""
     wide_vectors()
     gv, gi, gm, gd = row(ga, 0, 0, m), row(ga, 1, 0, m), row(ga, 2, 0, m), row(ga, 3, 0, m)
@@ -319,14 +303,18 @@ def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, xlo, 
     for t in range(x.shape[0] - 1, -1, -1):
         ht = row3(rec, 0, t, m)
         bt = row(bits, t, lo, m) if bits.shape[0] > t else row(no_bits, 0, 0, m)
-        gxt = _dx_row(gx, gsur, t, xlo, m, in_place)
+        sgt = row(sgm, t, lo, m)
         surrogate_row(g, ht, code, par)
-        _ilif_adjoint_flags(row(x, t, xlo, m), bt, row(sgm, t, lo, m), row(gout, t, xlo, m),
-                            gxt, gv, gi, gm, gd, ht, g, par[LAMBDA], par[THRESHOLD],
-                            par[CIU_GAIN], par[MPIU_GAIN], par[ZERO], par[ONE], keep_reset,
-                            keep_inh, ciu, mpiu)
-        if in_place:
-            copy_row(row(gx, t, xlo, m), gxt)
+        if in_place:  # the σ row itself receives dL/dx: one pointer, read before written
+            _ilif_adjoint_flags(row(x, t, xlo, m), bt, sgt, row(gout, t, xlo, m), sgt, gv, gi,
+                                gm, gd, ht, g, par[LAMBDA], par[THRESHOLD], par[CIU_GAIN],
+                                par[MPIU_GAIN], par[ZERO], par[ONE], keep_reset, keep_inh, ciu,
+                                mpiu)
+        else:
+            _ilif_adjoint_flags(row(x, t, xlo, m), bt, sgt, row(gout, t, xlo, m),
+                                row(gx, t, xlo, m), gv, gi, gm, gd, ht, g, par[LAMBDA],
+                                par[THRESHOLD], par[CIU_GAIN], par[MPIU_GAIN], par[ZERO],
+                                par[ONE], keep_reset, keep_inh, ciu, mpiu)
 
 
 
