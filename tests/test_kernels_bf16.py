@@ -143,7 +143,9 @@ def test_native_bfloat16_against_float64(name: str) -> None:
 def test_bfloat16_kernel_is_the_float32_kernel_on_the_widened_input(name: str) -> None:
     """The bfloat16 kernels compute in float32 on the widened values (exact), so their spikes,
     final state and dL/dx are the float32 kernel's on ``x.float()`` and ``grad.float()``, each
-    rounded to bfloat16 once: bit for bit (the float32 ops are the same, in the same order)."""
+    rounded to bfloat16 once: bit for bit (the float32 ops are the same, in the same order).
+    ILIF with the MPIU keeps σ(M) as the 16-bit code for its backward: its forward is still bit
+    for bit, its dL/dx within one bfloat16 rounding step (relative L2 ≤ 2^-8)."""
     cls, kw = CASES[name]
     x = _input((5, 3 * 512 + 29), seed=7).to(torch.bfloat16)
     grad_out = _input(x.shape, seed=8).to(torch.bfloat16)
@@ -153,11 +155,65 @@ def test_bfloat16_kernel_is_the_float32_kernel_on_the_widened_input(name: str) -
         xx = x.to(dtype).requires_grad_()
         spikes = neuron(xx)
         (gx,) = torch.autograd.grad(spikes, xx, grad_out.to(dtype))
-        outs[dtype] = [spikes.detach(), gx, *(s.detach() for s in neuron.state)]
+        outs[dtype] = [spikes.detach(), *(s.detach() for s in neuron.state), gx]
     assert 0 < float(outs[torch.float32][0].mean()) < 1
-    for got, want in zip(outs[torch.bfloat16], outs[torch.float32], strict=True):
+    form = neuron.fused_form()
+    sigma16 = form.flags[1] != 0 and cpu.sigma_dtype(form.family, torch.bfloat16) == torch.int16
+    assert sigma16 == (name == "ilif")
+    pairs = list(zip(outs[torch.bfloat16], outs[torch.float32], strict=True))
+    for got, want in pairs[:-1] if sigma16 else pairs:
         assert got.dtype == torch.bfloat16
         assert torch.equal(got.view(torch.int16), want.to(torch.bfloat16).view(torch.int16))
+    if sigma16:
+        got, want = pairs[-1]
+        assert got.dtype == torch.bfloat16 and float(want.abs().sum()) > 0
+        assert _rel_l2(got, want) <= 2.0**-8
+
+
+def test_sigma16_code_round_trip() -> None:
+    """The 16-bit σ code: σ ∈ (0, 1] comes back within half a step (1/32766) of itself, and
+    the spike and the slope bit exactly, for every flag combination; σ = 1 is kept exactly."""
+    from numba import njit
+
+    from ilif.kernels.numba_ops.fastmath import store_sigma, unpack_sigma
+
+    @njit(error_model="numpy")
+    def round_trip(sg, flags):
+        codes = np.empty(sg.shape[0], np.int16)
+        back = np.empty(sg.shape[0], np.float32)
+        bits = np.empty(sg.shape[0], np.uint8)
+        for j in range(sg.shape[0]):
+            store_sigma(codes, j, sg[j], flags[j])
+            value, spiked, sloped = unpack_sigma(codes[j])
+            back[j] = value
+            bits[j] = (1 if spiked else 0) | (2 if sloped else 0)
+        return back, bits
+
+    gen = np.random.default_rng(0)
+    z = np.concatenate([gen.normal(0, 4, 20000), [-90.0, -20.0, 0.0, 20.0, 90.0]])
+    sg = (1 / (1 + np.exp(-z))).astype(np.float32)
+    sg = np.concatenate([sg, np.float32([1.0, 1e-30, 3e-5, 1 / 16383])])
+    flags = gen.integers(0, 4, sg.shape[0]).astype(np.uint8)
+    back, bits = round_trip(sg, flags)
+    assert np.array_equal(bits, flags)
+    assert np.abs(back.astype(np.float64) - sg).max() <= 0.5 / 16383 + 1e-7
+    assert back[sg == 1.0].min() == 1.0 and back.min() >= 0
+
+
+def test_bfloat16_ilif_keeps_two_bytes_of_sigma() -> None:
+    """Under bfloat16 the fused ILIF keeps x (2 B) and the 16-bit σ code (2 B) per neuron-step
+    for its backward; in float32 x and σ (4 B each)."""
+    for dtype, want in ((torch.bfloat16, 4), (torch.float32, 8)):
+        x = _input((4, 1000), seed=9).to(dtype).requires_grad_()
+        sizes: dict[int, int] = {}
+
+        def pack(t: torch.Tensor, sizes: dict[int, int] = sizes) -> torch.Tensor:
+            sizes[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            ILIF(backend="cpu")(x)
+        assert sum(sizes.values()) / x.numel() == want
 
 
 @pytest.mark.parametrize("use_openmp", [True, False])

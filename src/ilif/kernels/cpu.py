@@ -109,6 +109,14 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
 
 
+def sigma_dtype(family: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype of σ kept for the backward (with the spike packed in) for inputs of ``dtype``:
+    for ILIF with bfloat16 input the 16-bit code (int16: σ rounded to a multiple of 1/16383,
+    within 3.1e-5; only the backward reads it, docs/performance.md), else the compute dtype
+    (σ itself, exact)."""
+    return torch.int16 if family == "ilif" and dtype == torch.bfloat16 else compute_dtype(dtype)
+
+
 _EXECUTOR: ThreadPoolExecutor | None = None
 _EXECUTOR_SIZE = 0
 _EXECUTOR_LOCK = threading.Lock()
@@ -249,7 +257,7 @@ class BufferCache:
 BUFFERS = BufferCache(max_free_bytes=1 << 30)
 # bfloat16 travels as its uint16 bits (numba has no bfloat16)
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.uint8: np.uint8,
-                 torch.bfloat16: np.uint16}
+                 torch.int16: np.int16, torch.bfloat16: np.uint16}
 
 
 def _packed(family: str, flags: Sequence[int]) -> bool:
@@ -274,15 +282,15 @@ def fused_cpu_forward(x: Tensor, state0: Tensor, family: str, flags: list[int],
     (with ``keep``: σ with the spikes packed in ``[T, N]`` or the uint8 spikes ``[T, N]``; the
     other ``[0, N]``) and the float64 statistics ``[3, T]`` (spike count, gradient-open count,
     Σ g(h) per step; ``[0, T]`` without ``want_stats``). For bfloat16 ``x`` the spikes and the
-    final state are bfloat16, ``state0`` and σ float32 (:func:`compute_dtype`)."""
+    final state are bfloat16, ``state0`` float32 (:func:`compute_dtype`) and σ of
+    :func:`sigma_dtype`."""
     n_steps, n = x.shape
     x = x.contiguous()
     state0 = state0.contiguous()
     packed = _packed(family, flags)
-    inner = compute_dtype(x.dtype)
     spikes = BUFFERS.empty((n_steps, n), x.dtype)
     bits = BUFFERS.empty((n_steps if keep and not packed else 0, n), torch.uint8)
-    sgm = BUFFERS.empty((n_steps if keep and packed else 0, n), inner)
+    sgm = BUFFERS.empty((n_steps if keep and packed else 0, n), sigma_dtype(family, x.dtype))
     final = BUFFERS.empty((state0.shape[0], n), x.dtype)
     cfg, par = form_config(FusedForm(family, tuple(flags), tuple(params), state0.shape[0]), x.dtype)
     n_chunks = _chunks(n, cfg, n_steps, backward=False)
@@ -298,9 +306,9 @@ def fused_cpu_forward(x: Tensor, state0: Tensor, family: str, flags: list[int],
 def _(x, state0, family, flags, params, want_stats, keep):
     n_steps, n = x.shape
     packed = _packed(family, flags)
-    inner = compute_dtype(x.dtype)
+    kept = sigma_dtype(family, x.dtype)
     return (x.new_empty((n_steps, n)), x.new_empty((state0.shape[0], n)),
-            x.new_empty((n_steps if keep and packed else 0, n), dtype=inner),
+            x.new_empty((n_steps if keep and packed else 0, n), dtype=kept),
             x.new_empty((n_steps if keep and not packed else 0, n), dtype=torch.uint8),
             x.new_empty((3 if want_stats else 0, n_steps), dtype=torch.float64))
 

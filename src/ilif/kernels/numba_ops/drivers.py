@@ -90,17 +90,18 @@ def ilif_forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, 
     stats_mode = (STATS_NONE if cfg[WANT_STATS] == 0 else STATS_COUNT if code == RECTANGLE
                   else STATS_H)
     ws = np.zeros((4, ch), par.dtype)  # working state (v, I, M, D); unused rows stay 0
-    buf = np.empty((2, ch), par.dtype)  # h, and σ when the caller wants none
-    no_spikes = np.empty((1, ch), out_spikes.dtype)  # the spikes when the caller wants none
+    buf = np.empty((1, ch), par.dtype)  # h
+    # the spikes and σ when the caller wants none
+    no_out = (np.empty((1, ch), out_spikes.dtype), np.empty((1, ch), out_sgm.dtype))
     no_bits = np.empty(ch, np.uint8)  # the uint8 spikes when the caller wants none
     for c in range(c0, c1):
         lo, m = _chunk(c, ch, n)
         _load_rows(ws, state0, zero0, lo, m)
         if stats_mode == STATS_NONE:
-            _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits,
+            _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_out, no_bits,
                                 stats, c, lo, lo, m, par, ciu, mpiu, STATS_NONE, code)
         else:
-            ilif_forward_chunk_counted(x, ws, out_spikes, out_bits, out_sgm, buf, no_spikes,
+            ilif_forward_chunk_counted(x, ws, out_spikes, out_bits, out_sgm, buf, no_out,
                                        no_bits, stats, c, lo, lo, m, par, ciu, mpiu, stats_mode,
                                        code)
         _store_final(out_state, ws, lo, m)
@@ -118,14 +119,14 @@ def clif_forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, 
     want_stats = cfg[WANT_STATS] != 0
     code = cfg[SURROGATE]
     ws = np.zeros((2, ch), x.dtype)  # working state (v, C)
-    buf = np.empty((2, ch), x.dtype)
-    no_spikes = np.empty((1, ch), x.dtype)
+    buf = np.empty((1, ch), x.dtype)
+    no_out = (np.empty((1, ch), x.dtype), np.empty((1, ch), x.dtype))
     no_bits = np.empty(ch, np.uint8)
     for c in range(c0, c1):
         lo, m = _chunk(c, ch, n)
         _load_rows(ws, state0, zero0, lo, m)
         for t in range(n_steps):
-            spk, _, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits,
+            spk, _, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_out, no_bits,
                                            t, lo, lo, m)
             clif_forward_row(row(x, t, lo, m), row(ws, 0, 0, m), row(ws, 1, 0, m), spk, h, sgm,
                              par)

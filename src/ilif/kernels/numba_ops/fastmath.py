@@ -1,5 +1,5 @@
 """Fast math of the fused CPU kernels: e^{−z} as straight-line code, σ, and σ with the spike and
-the clamp's slope packed into its spare bits."""
+the clamp's slope packed into its spare bits (in the float itself, or in a 16-bit code)."""
 
 from __future__ import annotations
 
@@ -128,3 +128,58 @@ def _pack_sigma_overload(sg, b):
 def _unpack_sigma_overload(code):
     return _PACKING[code][1] if code in _PACKING else None
 
+
+
+# σ in 16 bits (kept for the backward of bfloat16 input): the int16 code holds round(σ·SCALE) in
+# bits 0–13, the slope in bit 14 and the spike in bit 15 (the sign bit)
+SIGMA16_SCALE = 16383.0
+
+
+@njit(inline="always")
+def _pack_sigma16(sg, b):
+    wide = np.int32(b)
+    q = np.int32(sg * np.float32(SIGMA16_SCALE) + np.float32(0.5))
+    return np.int16(q | ((wide & 2) << 13) | ((wide & 1) << 15))
+
+
+def _unpack_sigma16(code):
+    bits = np.int32(code)
+    sg = np.float32(bits & 0x3FFF) * np.float32(1.0 / SIGMA16_SCALE)
+    return sg, bits < 0, (bits & 0x4000) != 0
+
+
+_PACKING[types.int16] = (_pack_sigma16, _unpack_sigma16)
+
+
+def store_sigma(a, j, sg, b):
+    """``a[j]`` = σ ``sg`` with the uint8 flags ``b`` packed in: :func:`pack_sigma` into a float
+    array; into an int16 array the 16-bit code (σ rounded to a multiple of 1/16383, within
+    3.1e-5; the slope in bit 14, the spike in the sign bit), which :func:`unpack_sigma` reads
+    as float32. Compiled only."""
+    raise NotImplementedError("store_sigma runs inside numba kernels only")
+
+
+def code_zero(a):
+    """A zero of ``a``'s dtype (for a packed σ that is not read). Compiled only."""
+    raise NotImplementedError("code_zero runs inside numba kernels only")
+
+
+@overload(store_sigma, jit_options={"error_model": "numpy"})
+def _store_sigma_overload(a, j, sg, b):
+    if a.dtype == types.int16:
+        def impl16(a, j, sg, b):
+            a[j] = _pack_sigma16(sg, b)
+        return impl16
+
+    def impl(a, j, sg, b):
+        a[j] = pack_sigma(sg, b)
+    return impl
+
+
+@overload(code_zero, inline="always")
+def _code_zero_overload(a):
+    if a.dtype == types.int16:
+        return lambda a: np.int16(0)
+    if a.dtype == types.float32:
+        return lambda a: np.float32(0)
+    return lambda a: np.float64(0)

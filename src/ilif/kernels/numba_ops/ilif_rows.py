@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 from ilif.kernels.numba_ops.bf16 import load, store
-from ilif.kernels.numba_ops.fastmath import pack_sigma, sigmoid, unpack_sigma
+from ilif.kernels.numba_ops.fastmath import code_zero, sigmoid, store_sigma, unpack_sigma
 from ilif.kernels.numba_ops.layout import (
     CIU_GAIN,
     HALF_WIDTH,
@@ -72,7 +72,7 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
         tr_prev = trace[j] if ciu else zero
         dj = drive[j] if ciu else zero
         mj = memory[j] if mpiu and not rebuild else zero
-        code = sgm[j] if mpiu and rebuild else zero
+        code = sgm[j] if mpiu and rebuild else code_zero(sgm)
         bj = bits[j] if rebuild and not mpiu else np.uint8(0)
         hm = lam * vj + xj
         tr = k * (tr_prev + dj)
@@ -115,7 +115,7 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
             tr = trace[j] if ciu else zero
             sg = sigmoid(memory[j], one)
             v[j] = v[j] - s * sg
-            sgm[j] = pack_sigma(sg, _flag_bits(s, tr, ciu, zero))
+            store_sigma(sgm, j, sg, _flag_bits(s, tr, ciu, zero))
     return n_spk, n_open
 
 
@@ -162,19 +162,19 @@ def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mp
 
 
 @njit(inline="always", error_model="numpy")
-def _forward_rows(out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits, t, lo, xlo, m):
-    """The output rows of step ``t`` of a chunk: the caller's, or scratch where it wants none
-    (an output has T rows or none: ``no_spikes`` of the spikes' dtype, ``buf``, ``no_bits``);
-    and the h scratch row. The chunk starts at column ``lo`` of ``out_bits``, ``out_sgm`` and
-    at ``xlo`` of ``out_spikes``."""
-    spk = row(out_spikes, t, xlo, m) if out_spikes.shape[0] > t else row(no_spikes, 0, 0, m)
+def _forward_rows(out_spikes, out_bits, out_sgm, buf, no_out, no_bits, t, lo, xlo, m):
+    """The output rows of step ``t`` of a chunk: the caller's, or scratch of the same dtype where
+    it wants none (an output has T rows or none: ``no_out`` = (spikes, σ), ``no_bits``); and the
+    h scratch row ``buf[0]``. The chunk starts at column ``lo`` of ``out_bits``, ``out_sgm``
+    and at ``xlo`` of ``out_spikes``."""
+    spk = row(out_spikes, t, xlo, m) if out_spikes.shape[0] > t else row(no_out[0], 0, 0, m)
     bits = row(out_bits, t, lo, m) if out_bits.shape[0] > t else row(no_bits, 0, 0, m)
-    sgm = row(out_sgm, t, lo, m) if out_sgm.shape[0] > t else row(buf, 1, 0, m)
+    sgm = row(out_sgm, t, lo, m) if out_sgm.shape[0] > t else row(no_out[1], 0, 0, m)
     return spk, bits, sgm, row(buf, 0, 0, m)
 
 
 @njit(inline="always", error_model="numpy")
-def _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits, stats, c,
+def _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_out, no_bits, stats, c,
                         lo, xlo, m, par, ciu, mpiu, stats_mode, surrogate):
     """The forward of one ILIF chunk, all its steps: :func:`ilif_forward_row` per step, from the
     state rows ``ws`` (updated in place); with ``stats_mode`` (a constant) the per-step sums go
@@ -182,7 +182,7 @@ def _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_spikes, no
     of the other outputs (:func:`_forward_rows`)."""
     v, trace, memory, drive = row(ws, 0, 0, m), row(ws, 1, 0, m), row(ws, 2, 0, m), row(ws, 3, 0, m)
     for t in range(x.shape[0]):
-        spk, bits, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits,
+        spk, bits, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_out, no_bits,
                                           t, lo, xlo, m)
         n_spk, n_open = ilif_forward_row(row(x, t, xlo, m), v, trace, memory, drive, bits, spk, h,
                                          sgm, par, ciu, mpiu, stats_mode)
@@ -193,17 +193,17 @@ def _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_spikes, no
 
 
 @njit(cache=True, error_model="numpy")
-def ilif_forward_chunk_counted(x, ws, out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits, stats,
+def ilif_forward_chunk_counted(x, ws, out_spikes, out_bits, out_sgm, buf, no_out, no_bits, stats,
                                c, lo, xlo, m, par, ciu, mpiu, stats_mode, surrogate):
     """:func:`_ilif_forward_chunk` with the statistics: a function of its own, called once per
     chunk, so that the drivers, which inline the plain loops, stay small enough to compile in
     reasonable time (``benchmarks/kernel_profile.py --only compile``)."""
     wide_vectors()
     if stats_mode == STATS_H:
-        _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits, stats,
+        _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_out, no_bits, stats,
                             c, lo, xlo, m, par, ciu, mpiu, STATS_H, surrogate)
     else:
-        _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_spikes, no_bits, stats,
+        _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_out, no_bits, stats,
                             c, lo, xlo, m, par, ciu, mpiu, STATS_COUNT, surrogate)
 
 
@@ -221,7 +221,7 @@ def _ilif_adjoint_loop(xt, bt, sgt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th,
                        one, keep_reset, keep_inh, ciu, mpiu):
     for j in range(xt.shape[0]):
         b = bt[j] if not mpiu else np.uint8(0)
-        code = sgt[j] if mpiu else zero  # σ(M), S and the slope packed
+        code = sgt[j] if mpiu else code_zero(sgt)  # σ(M), S and the slope packed
         g_out = load(got, j)
         g_v = gv[j]
         g_sur = gsur[j]

@@ -55,22 +55,22 @@ _N_ARRAYS = 9  # arrays per launch, forward and backward
 
 
 @njit(inline="always")
-def _forward_arrays(meta, f, fx):
+def _forward_arrays(meta, f, fx, fs):
     """x, state0, spikes, uint8 spikes, σ, final state, par, cfg, stats of a forward launch; x,
-    the spikes and the final state of dtype ``fx`` (uint16 for bfloat16), the other floats of
-    ``f``."""
+    the spikes and the final state of dtype ``fx`` (uint16 for bfloat16), σ of ``fs`` (int16:
+    the 16-bit code), the other floats of ``f``."""
     u8, i64, f64 = types.uint8, types.int64, types.float64
     return (array_at(meta, 0, 2, fx), array_at(meta, 1, 2, f), array_at(meta, 2, 2, fx),
-            array_at(meta, 3, 2, u8), array_at(meta, 4, 2, f), array_at(meta, 5, 2, fx),
+            array_at(meta, 3, 2, u8), array_at(meta, 4, 2, fs), array_at(meta, 5, 2, fx),
             array_at(meta, 6, 1, f), array_at(meta, 7, 1, i64), array_at(meta, 8, 3, f64))
 
 
 @njit(inline="always")
-def _backward_arrays(meta, f, fx):
+def _backward_arrays(meta, f, fx, fs):
     """x, uint8 spikes, σ, dL/dS, state0, adjoint, dL/dx, par, cfg of a backward launch; x,
-    dL/dS and dL/dx of dtype ``fx``, the other floats of ``f``."""
+    dL/dS and dL/dx of dtype ``fx``, σ of ``fs``, the other floats of ``f``."""
     u8, i64 = types.uint8, types.int64
-    return (array_at(meta, 0, 2, fx), array_at(meta, 1, 2, u8), array_at(meta, 2, 2, f),
+    return (array_at(meta, 0, 2, fx), array_at(meta, 1, 2, u8), array_at(meta, 2, 2, fs),
             array_at(meta, 3, 2, fx), array_at(meta, 4, 2, f), array_at(meta, 5, 2, f),
             array_at(meta, 6, 2, fx), array_at(meta, 7, 1, f), array_at(meta, 8, 1, i64))
 
@@ -80,7 +80,7 @@ def _backward_arrays(meta, f, fx):
 def _ilif_bodies(f):
     def forward(data):
         meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _forward_arrays(meta, f, f)
+        arrays = _forward_arrays(meta, f, f, f)
         while True:
             c0, c1 = next_block(meta)
             if c0 >= c1:
@@ -89,7 +89,7 @@ def _ilif_bodies(f):
 
     def backward(data):
         meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _backward_arrays(meta, f, f)
+        arrays = _backward_arrays(meta, f, f, f)
         while True:
             c0, c1 = next_block(meta)
             if c0 >= c1:
@@ -102,7 +102,7 @@ def _ilif_bodies(f):
 def _clif_bodies(f):
     def forward(data):
         meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _forward_arrays(meta, f, f)
+        arrays = _forward_arrays(meta, f, f, f)
         while True:
             c0, c1 = next_block(meta)
             if c0 >= c1:
@@ -111,7 +111,7 @@ def _clif_bodies(f):
 
     def backward(data):
         meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _backward_arrays(meta, f, f)
+        arrays = _backward_arrays(meta, f, f, f)
         while True:
             c0, c1 = next_block(meta)
             if c0 >= c1:
@@ -122,11 +122,11 @@ def _clif_bodies(f):
 
 
 def _ilif_bf16_bodies(f):
-    fx = types.uint16
+    fx = types.uint16  # bfloat16 bits; σ kept as the 16-bit code (int16)
 
     def forward(data):
         meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _forward_arrays(meta, f, fx)
+        arrays = _forward_arrays(meta, f, fx, types.int16)
         while True:
             c0, c1 = next_block(meta)
             if c0 >= c1:
@@ -135,7 +135,7 @@ def _ilif_bf16_bodies(f):
 
     def backward(data):
         meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _backward_arrays(meta, f, fx)
+        arrays = _backward_arrays(meta, f, fx, types.int16)
         while True:
             c0, c1 = next_block(meta)
             if c0 >= c1:
@@ -150,7 +150,7 @@ def _clif_bf16_bodies(f):
 
     def forward(data):
         meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _forward_arrays(meta, f, fx)
+        arrays = _forward_arrays(meta, f, fx, f)
         while True:
             c0, c1 = next_block(meta)
             if c0 >= c1:
@@ -159,7 +159,7 @@ def _clif_bf16_bodies(f):
 
     def backward(data):
         meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _backward_arrays(meta, f, fx)
+        arrays = _backward_arrays(meta, f, fx, f)
         while True:
             c0, c1 = next_block(meta)
             if c0 >= c1:
