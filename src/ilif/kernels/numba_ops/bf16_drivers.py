@@ -1,7 +1,7 @@
 """The fused CPU drivers for bfloat16 input: ``x``, the spikes, the final state, dL/dS and dL/dx
-are bfloat16 (their uint16 bits, :mod:`.bf16`); the initial state, σ kept for the backward
-(4 bytes per neuron-step, or the 1-byte uint8 spikes), the parameters and all arithmetic are
-float32.
+are bfloat16 (their uint16 bits, :mod:`.bf16`); the initial state, the parameters and all
+arithmetic are float32. The backward gets σ(M) as a 16-bit code (ILIF with the MPIU, 2 bytes
+per neuron-step), σ(C) in float32 (CLIF, 4 bytes) or the 1-byte uint8 spikes.
 
 ILIF runs the drivers of :mod:`.drivers` themselves: their row loops read x and dL/dS and write
 the spikes and dL/dx through :func:`.bf16.load` and :func:`.bf16.store`, which widen and narrow

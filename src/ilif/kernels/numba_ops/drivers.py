@@ -8,7 +8,8 @@ with :func:`row` and :func:`row3` (views without reference counts).
 
 What the backward gets from the forward (``sgm``, docs/performance.md): for ILIF with the MPIU
 σ(M) of every step, and for CLIF σ(C), with the spike packed into its sign bit and ILIF's clamp
-slope 1[I ≥ 0] into the top bit of its exponent (:func:`pack_sigma`: exact, as 0 < σ ≤ 1); for
+slope 1[I ≥ 0] into the top bit of its exponent (:func:`pack_sigma`: exact, as 0 < σ ≤ 1;
+for bfloat16 input ILIF keeps the 16-bit code of :func:`store_sigma` instead); for
 LIF and ILIF without the MPIU the spikes as uint8 (the slope in bit 1). Per chunk the backward
 first rebuilds the other per-step values from ``x``, the initial state and these into scratch
 rows that stay in the cache, then runs the adjoints backwards in time. The ILIF backward may be
@@ -76,7 +77,7 @@ def ilif_forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, 
 
     Writes, each output only when it has T rows: the spikes (input dtype) into ``out_spikes``,
     the uint8 spikes into ``out_bits``, and into ``out_sgm`` σ(M) with the spikes packed in
-    (:func:`pack_sigma`); then the final state ``out_state[S, N]`` and, when ``cfg[WANT_STATS]``,
+    (:func:`store_sigma`); then the final state ``out_state[S, N]`` and, when ``cfg[WANT_STATS]``,
     per-chunk sums ``stats[chunk, 3, T]``.
     """
     wide_vectors()

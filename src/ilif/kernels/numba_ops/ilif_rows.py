@@ -49,7 +49,8 @@ def _ilif_step_loop(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mpi
 
     The operation order mirrors the eager float ops so that the spikes are identical. The
     forward decides S and writes it to ``spk`` (dtype), and either, with ``mpiu``, σ(M) with S and
-    the clamp's slope 1[I ≥ 0] packed in to ``sgm`` (:func:`pack_sigma`), or S and the slope as
+    the clamp's slope 1[I ≥ 0] packed in to ``sgm`` (:func:`store_sigma`: into the float, or
+    the 16-bit code of an int16 ``sgm``), or S and the slope as
     the uint8 ``bits`` (bit 0, bit 1). With ``stats`` (:data:`STATS_COUNT`, :data:`STATS_H`) it
     returns the row's spike count and gradient-open count (|h| < γ/2), else (0, 0); h goes to
     ``h`` only with :data:`STATS_H` (a surrogate sum that needs it).
@@ -288,7 +289,7 @@ def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, xlo, 
     """The adjoint steps of one ILIF chunk backwards in time, from and into the adjoint rows
     ``ga`` (dL/d state_{t−1} from dL/d state_t): per step the step's g(h) from its rebuilt h in
     ``rec[0, t]``, then one branch-free loop per flag set (:func:`_ilif_adjoint_loop`) from h,
-    g(h) and the spikes and slopes: packed with σ(M) in ``sgm`` (:func:`pack_sigma`) with
+    g(h) and the spikes and slopes: packed with σ(M) in ``sgm`` (:func:`store_sigma`) with
     ``mpiu``, else the uint8 ``bits``. ``gx`` receives dL/dx. One call per chunk, not per
     step. The chunk starts at column ``xlo`` of ``x``, ``gout`` and ``gx`` (bfloat16 rows are
     read and written through :func:`load` and :func:`store`), at ``lo`` of ``bits``, ``sgm``.
@@ -315,6 +316,3 @@ def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, xlo, 
                                 row(gx, t, xlo, m), gv, gi, gm, gd, ht, g, par[LAMBDA],
                                 par[THRESHOLD], par[CIU_GAIN], par[MPIU_GAIN], par[ZERO],
                                 par[ONE], keep_reset, keep_inh, ciu, mpiu)
-
-
-
