@@ -167,7 +167,7 @@ def _repeat_adjoint(k, r, bits, par, ciu, mpiu):
     rec, no_bits = r[6:7].reshape(1, 1, n), np.zeros(n, np.uint8)
     g = r[8:9]
     for _ in range(k):
-        ilif_adjoint_chunk(x, bits2, sgm, gout, gx, ga, rec, g, no_bits, 0, 0, n, par,
+        ilif_adjoint_chunk(x, bits2, sgm, gout, gx, ga, rec, g, no_bits, 0, n, par,
                            ops.RECTANGLE, one, one, ciu, mpiu)
 
 

@@ -16,7 +16,7 @@ from numba import njit
 
 from ilif.kernels.numba_ops.bf16 import narrow_row, widen_row
 from ilif.kernels.numba_ops.clif_rows import clif_backward_step, clif_forward_row, clif_rebuild_row
-from ilif.kernels.numba_ops.drivers import _chunk, ilif_backward, ilif_forward
+from ilif.kernels.numba_ops.drivers import _chunk, _store_final, ilif_backward, ilif_forward
 from ilif.kernels.numba_ops.layout import (
     CHUNK_LEN,
     DETACH_RESET,
@@ -31,13 +31,6 @@ from ilif.kernels.numba_ops.layout import (
 from ilif.kernels.numba_ops.llvm import wide_vectors
 from ilif.kernels.numba_ops.rows import _load_rows, copy_row, row, row3
 from ilif.kernels.numba_ops.surrogates import accumulate_stats, surrogate_row
-
-
-@njit(inline="always")
-def _narrow_final(out_state, ws, lo, m):
-    """``out_state[k, lo:lo + m] = bfloat16(ws[k, :m])`` for every state row k."""
-    for kk in range(out_state.shape[0]):
-        narrow_row(row(out_state, kk, lo, m), row(ws, kk, 0, m))
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -63,7 +56,7 @@ def clif_forward_bf16(x, state0, out_spikes, out_bits, out_sgm, out_state, par, 
             if want_stats:
                 accumulate_stats(stats, c, t, h, spk, code, par)
             narrow_row(row(out_spikes, t, lo, m), spk)
-        _narrow_final(out_state, ws, lo, m)
+        _store_final(out_state, ws, lo, m)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

@@ -100,10 +100,10 @@ def ilif_forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, 
         _load_rows(ws, state0, zero0, lo, m)
         if stats_mode == STATS_NONE:
             _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_out, no_bits,
-                                stats, c, lo, lo, m, par, ciu, mpiu, STATS_NONE, code)
+                                stats, c, lo, m, par, ciu, mpiu, STATS_NONE, code)
         else:
             ilif_forward_chunk_counted(x, ws, out_spikes, out_bits, out_sgm, buf, no_out,
-                                       no_bits, stats, c, lo, lo, m, par, ciu, mpiu, stats_mode,
+                                       no_bits, stats, c, lo, m, par, ciu, mpiu, stats_mode,
                                        code)
         _store_final(out_state, ws, lo, m)
     _store_fence()
@@ -128,7 +128,7 @@ def clif_forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, 
         _load_rows(ws, state0, zero0, lo, m)
         for t in range(n_steps):
             spk, _, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_out, no_bits,
-                                           t, lo, lo, m)
+                                           t, lo, m)
             clif_forward_row(row(x, t, lo, m), row(ws, 0, 0, m), row(ws, 1, 0, m), spk, h, sgm,
                              par)
             if want_stats:
@@ -177,7 +177,7 @@ def ilif_backward(x, bits, sgm, gout, state0, adj, gx, par, cfg, c0, c1):
             bt = row(bits, t, lo, m) if has_bits else row(no_bits, 0, 0, m)
             ilif_rebuild_row(row(x, t, lo, m), v, trace, memory, drive, bt, row3(rec, 0, t, m),
                              row(sgm, t, lo, m), par, ciu, mpiu)  # without the MPIU: not read
-        ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, lo, m, par,
+        ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, m, par,
                            code, keep_reset, keep_inh, ciu, mpiu)
         if want_adj:
             for kk in range(n_state):

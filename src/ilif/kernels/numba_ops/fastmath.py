@@ -129,7 +129,6 @@ def _unpack_sigma_overload(code):
     return _PACKING[code][1] if code in _PACKING else None
 
 
-
 # σ in 16 bits (kept for the backward of bfloat16 input): the int16 code holds round(σ·SCALE) in
 # bits 0–13, the slope in bit 14 and the spike in bit 15 (the sign bit)
 SIGMA16_SCALE = 16383.0

@@ -163,12 +163,11 @@ def ilif_forward_row(x, v, trace, memory, drive, bits, spk, h, sgm, par, ciu, mp
 
 
 @njit(inline="always", error_model="numpy")
-def _forward_rows(out_spikes, out_bits, out_sgm, buf, no_out, no_bits, t, lo, xlo, m):
+def _forward_rows(out_spikes, out_bits, out_sgm, buf, no_out, no_bits, t, lo, m):
     """The output rows of step ``t`` of a chunk: the caller's, or scratch of the same dtype where
     it wants none (an output has T rows or none: ``no_out`` = (spikes, σ), ``no_bits``); and the
-    h scratch row ``buf[0]``. The chunk starts at column ``lo`` of ``out_bits``, ``out_sgm``
-    and at ``xlo`` of ``out_spikes``."""
-    spk = row(out_spikes, t, xlo, m) if out_spikes.shape[0] > t else row(no_out[0], 0, 0, m)
+    h scratch row ``buf[0]``. The chunk starts at column ``lo``."""
+    spk = row(out_spikes, t, lo, m) if out_spikes.shape[0] > t else row(no_out[0], 0, 0, m)
     bits = row(out_bits, t, lo, m) if out_bits.shape[0] > t else row(no_bits, 0, 0, m)
     sgm = row(out_sgm, t, lo, m) if out_sgm.shape[0] > t else row(no_out[1], 0, 0, m)
     return spk, bits, sgm, row(buf, 0, 0, m)
@@ -176,16 +175,15 @@ def _forward_rows(out_spikes, out_bits, out_sgm, buf, no_out, no_bits, t, lo, xl
 
 @njit(inline="always", error_model="numpy")
 def _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_out, no_bits, stats, c,
-                        lo, xlo, m, par, ciu, mpiu, stats_mode, surrogate):
+                        lo, m, par, ciu, mpiu, stats_mode, surrogate):
     """The forward of one ILIF chunk, all its steps: :func:`ilif_forward_row` per step, from the
     state rows ``ws`` (updated in place); with ``stats_mode`` (a constant) the per-step sums go
-    to ``stats[c]``. The chunk starts at column ``xlo`` of ``x`` and ``out_spikes``, at ``lo``
-    of the other outputs (:func:`_forward_rows`)."""
+    to ``stats[c]``. The chunk starts at column ``lo``."""
     v, trace, memory, drive = row(ws, 0, 0, m), row(ws, 1, 0, m), row(ws, 2, 0, m), row(ws, 3, 0, m)
     for t in range(x.shape[0]):
         spk, bits, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_out, no_bits,
-                                          t, lo, xlo, m)
-        n_spk, n_open = ilif_forward_row(row(x, t, xlo, m), v, trace, memory, drive, bits, spk, h,
+                                          t, lo, m)
+        n_spk, n_open = ilif_forward_row(row(x, t, lo, m), v, trace, memory, drive, bits, spk, h,
                                          sgm, par, ciu, mpiu, stats_mode)
         if stats_mode == STATS_COUNT:  # the rectangle: h was not written
             _record_stats(stats, c, t, n_spk, n_open, _rectangle_sum(n_open, par))
@@ -195,17 +193,17 @@ def _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_out, no_bi
 
 @njit(cache=True, error_model="numpy")
 def ilif_forward_chunk_counted(x, ws, out_spikes, out_bits, out_sgm, buf, no_out, no_bits, stats,
-                               c, lo, xlo, m, par, ciu, mpiu, stats_mode, surrogate):
+                               c, lo, m, par, ciu, mpiu, stats_mode, surrogate):
     """:func:`_ilif_forward_chunk` with the statistics: a function of its own, called once per
     chunk, so that the drivers, which inline the plain loops, stay small enough to compile in
     reasonable time (``benchmarks/kernel_profile.py --only compile``)."""
     wide_vectors()
     if stats_mode == STATS_H:
         _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_out, no_bits, stats,
-                            c, lo, xlo, m, par, ciu, mpiu, STATS_H, surrogate)
+                            c, lo, m, par, ciu, mpiu, STATS_H, surrogate)
     else:
         _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_out, no_bits, stats,
-                            c, lo, xlo, m, par, ciu, mpiu, STATS_COUNT, surrogate)
+                            c, lo, m, par, ciu, mpiu, STATS_COUNT, surrogate)
 
 
 @njit(inline="always", error_model="numpy")
@@ -284,15 +282,15 @@ def _ilif_adjoint_flags(xt, bt, sgt, got, gxt, gv, gi, gm, gd, ht, gsur, lam, th
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, xlo, m, par, code,
+def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, m, par, code,
                        keep_reset, keep_inh, ciu, mpiu):
     """The adjoint steps of one ILIF chunk backwards in time, from and into the adjoint rows
     ``ga`` (dL/d state_{t−1} from dL/d state_t): per step the step's g(h) from its rebuilt h in
     ``rec[0, t]``, then one branch-free loop per flag set (:func:`_ilif_adjoint_loop`) from h,
     g(h) and the spikes and slopes: packed with σ(M) in ``sgm`` (:func:`store_sigma`) with
     ``mpiu``, else the uint8 ``bits``. ``gx`` receives dL/dx. One call per chunk, not per
-    step. The chunk starts at column ``xlo`` of ``x``, ``gout`` and ``gx`` (bfloat16 rows are
-    read and written through :func:`load` and :func:`store`), at ``lo`` of ``bits``, ``sgm``.
+    step. The chunk starts at column ``lo`` (bfloat16 rows of ``x``, ``gout`` and ``gx`` are
+    read and written through :func:`load` and :func:`store`).
     ``gx`` may be ``sgm`` itself (dL/dx in place of σ, float32/float64): the step's loop then
     gets σ's row as its dL/dx row, the same pointer, which it reads at each j before it writes
     there (LLVM vectorises that; two pointers to overlapping rows would take its scalar
@@ -307,12 +305,12 @@ def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, xlo, 
         sgt = row(sgm, t, lo, m)
         surrogate_row(g, ht, code, par)
         if in_place:  # the σ row itself receives dL/dx: one pointer, read before written
-            _ilif_adjoint_flags(row(x, t, xlo, m), bt, sgt, row(gout, t, xlo, m), sgt, gv, gi,
+            _ilif_adjoint_flags(row(x, t, lo, m), bt, sgt, row(gout, t, lo, m), sgt, gv, gi,
                                 gm, gd, ht, g, par[LAMBDA], par[THRESHOLD], par[CIU_GAIN],
                                 par[MPIU_GAIN], par[ZERO], par[ONE], keep_reset, keep_inh, ciu,
                                 mpiu)
         else:
-            _ilif_adjoint_flags(row(x, t, xlo, m), bt, sgt, row(gout, t, xlo, m),
-                                row(gx, t, xlo, m), gv, gi, gm, gd, ht, g, par[LAMBDA],
+            _ilif_adjoint_flags(row(x, t, lo, m), bt, sgt, row(gout, t, lo, m),
+                                row(gx, t, lo, m), gv, gi, gm, gd, ht, g, par[LAMBDA],
                                 par[THRESHOLD], par[CIU_GAIN], par[MPIU_GAIN], par[ZERO],
                                 par[ONE], keep_reset, keep_inh, ciu, mpiu)
