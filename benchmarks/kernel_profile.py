@@ -19,6 +19,8 @@ hits all of them alike, and reports medians):
   stores, 1 thread.
 - ``chunks``: the forward and backward kernels on the main size [6, 32·64·16·16], 2 threads,
   wall clock, per chunk length.
+- ``prefetch``: the ILIF, LIF and CLIF forward and backward kernels on the main size, 2
+  threads, wall clock, with and without their software prefetches (``cfg[PREFETCH]``).
 - ``backward``: the ILIF and LIF forward and backward kernels on the main size, 1 thread, CPU
   time.
 - ``sizes``: the ILIF forward and backward kernels (1 thread, wall clock) in ns per
@@ -71,10 +73,10 @@ from ilif.kernels.numba_ops.ilif_rows import ilif_adjoint_chunk, ilif_forward_ro
 from ilif.kernels.numba_ops.llvm import _store_fence, wide_vectors
 from ilif.kernels.numba_ops.rows import copy_row, row, stream_row
 from ilif.kernels.numba_ops.surrogates import surrogate_row
-from ilif.neurons import ILIF, LIF
+from ilif.neurons import CLIF, ILIF, LIF
 
-SECTIONS = ("threads", "rows", "row_cost", "final_state", "chunks", "backward", "sizes", "dispatch",
-            "order", "compile", "torch_compile")
+SECTIONS = ("threads", "rows", "row_cost", "final_state", "chunks", "prefetch", "backward", "sizes",
+            "dispatch", "order", "compile", "torch_compile")
 MAIN = (6, 32 * 64 * 16 * 16)
 ROW = 1024
 
@@ -225,15 +227,15 @@ class _Kernels:
         self.gx = np.zeros((steps, n), np.float32)
         self.stats = np.zeros((0, 3, steps))
 
-    def forward(self, chunk: int) -> None:
+    def forward(self, chunk: int, prefetch: bool = True) -> None:
         cfg = self.cfg.copy()
-        cfg[ops.CHUNK_LEN] = chunk
+        cfg[ops.CHUNK_LEN], cfg[ops.PREFETCH] = chunk, int(prefetch)
         cpu._launch(self.family, "forward", -(-self.shape[1] // chunk), self.x, self.state0,
                     self.spikes, self.bits, self.sgm, self.final, self.par, cfg, self.stats)
 
-    def backward(self, chunk: int) -> None:
+    def backward(self, chunk: int, prefetch: bool = True) -> None:
         cfg = self.cfg.copy()
-        cfg[ops.CHUNK_LEN] = chunk
+        cfg[ops.CHUNK_LEN], cfg[ops.PREFETCH] = chunk, int(prefetch)
         cpu._launch(self.family, "backward", -(-self.shape[1] // chunk), self.x, self.bits,
                     self.sgm, self.gout, self.state0, self.adj, self.gx, self.par, cfg)
 
@@ -296,6 +298,28 @@ def section_chunks(args: argparse.Namespace) -> dict[str, Any]:
     for name, ms in res.items():
         print(f"ILIF {name}: {ms:.2f} ms")
     return {"ms": res}
+
+
+def section_prefetch(args: argparse.Namespace) -> dict[str, Any]:
+    """The kernels with and without their software prefetches (``cfg[PREFETCH]``) on the main
+    size, 2 threads, wall clock: ILIF, LIF and CLIF, float32."""
+    torch.set_num_threads(2)
+    out = {}
+    fwd_chunk = ops.chunk_len(MAIN[0], backward=False)
+    bwd_chunk = ops.chunk_len(MAIN[0], backward=True)
+    for name, neuron in (("ilif", ILIF()), ("lif", LIF()), ("clif", CLIF())):
+        kern = _Kernels(neuron)
+        variants: dict[str, Callable[[], Any]] = {}
+        for on in (True, False):  # in this order: each backward reads what the forward kept
+            label = "with prefetch" if on else "without"
+            variants[f"forward, {label}"] = lambda k=kern, p=on: k.forward(fwd_chunk, p)
+            variants[f"backward, {label}"] = lambda k=kern, p=on: k.backward(bwd_chunk, p)
+        res = _interleaved(variants, args.rounds, time.perf_counter)
+        res["forward ratio"] = res["forward, without"] / res["forward, with prefetch"]
+        res["backward ratio"] = res["backward, without"] / res["backward, with prefetch"]
+        out[name] = res
+        print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()))
+    return {"ms": out, "ratio": "time without / time with prefetch"}
 
 
 def section_backward(args: argparse.Namespace) -> dict[str, Any]:

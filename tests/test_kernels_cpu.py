@@ -565,6 +565,32 @@ def test_backward_in_place_switch(monkeypatch) -> None:
     assert torch.equal(grads[True], grads[False])
 
 
+@pytest.mark.parametrize("name", ["ilif", "ilif-ciu", "lif", "clif"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_prefetching_changes_no_result(name: str, dtype: torch.dtype, monkeypatch) -> None:
+    """With and without the kernels' software prefetches (``cpu.PREFETCH``): the same spikes,
+    final state and gradients bit for bit, on 2 threads over blocks of several chunks (the
+    prefetches of a next chunk run), a last chunk cut short, from a non-zero initial state."""
+    n = 11 * cpu._ops().CHUNK + 77
+    x = _input((5, n), seed=71, dtype=dtype)
+    grad_out = _input(x.shape, seed=72, dtype=dtype)
+    results = {}
+    for flag in (True, False):
+        monkeypatch.setattr(cpu, "PREFETCH", flag)
+        cls, kw = NEURON_CASES[name]
+        neuron = cls(backend="cpu", **kw)
+        init = [_input((n,), seed=80 + i).abs().mul(0.3).requires_grad_()
+                for i in range(len(neuron.state_type._fields))]
+        neuron.state = neuron.state_type(*init)
+        results[flag] = _with_threads(2, lambda neuron=neuron, init=init: _run(
+            neuron, x, grad_out, *init))
+    (s1, f1, g1), (s0, f0, g0) = results[True], results[False]
+    assert torch.equal(s1, s0) and s1.dtype == dtype
+    assert all(torch.equal(a, b) for a, b in zip(f1, f0, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(g1, g0, strict=True))
+    assert g1[0].abs().sum() > 0  # a gradient flowed
+
+
 def test_backward_in_place_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "in_place.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "backward_in_place.py"), "--parts", "neuron",
@@ -703,8 +729,9 @@ def test_kernel_profile_writes_json(tmp_path: Path) -> None:
     """The profiling script behind docs/performance.md runs and reports every variant."""
     out = tmp_path / "profile.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "kernel_profile.py"), "--only", "rows",
-           "--only", "row_cost", "--only", "final_state", "--only", "backward", "--only",
-           "sizes", "--only", "dispatch", "--rounds", "1", "--out", str(out)]
+           "--only", "row_cost", "--only", "final_state", "--only", "prefetch", "--only",
+           "backward", "--only", "sizes", "--only", "dispatch", "--rounds", "1", "--out",
+           str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -720,6 +747,12 @@ def test_kernel_profile_writes_json(tmp_path: Path) -> None:
     assert all(v > 0 for v in cost["ms"].values())
     assert {"forward_ns_per_row", "backward_ns_per_row"} <= set(cost)
     assert set(report["final_state"]["ms"]) == {"streaming stores", "plain stores"}
+    prefetch = report["prefetch"]["ms"]
+    assert set(prefetch) == {"ilif", "lif", "clif"}
+    for times in prefetch.values():
+        assert set(times) == {f"{k}, {v}" for k in kinds for v in ("with prefetch", "without")} | {
+            "forward ratio", "backward ratio"}
+        assert all(v > 0 for v in times.values())
     sizes = report["sizes"]["neurons_per_step"]
     assert [int(n) for n in sizes] == [8192, 32768, 131072, 524288, 2097152]
     touched = [row["MiB touched"] for row in sizes.values()]

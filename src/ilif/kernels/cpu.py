@@ -97,10 +97,18 @@ def _config(family: str, flags: tuple[int, ...], params: tuple[float, ...],
     return cfg, par
 
 
+# Whether the kernels prefetch the rows of the next chunk and the backward's dL/dS
+# (:func:`ilif.kernels.numba_ops.rows.prefetch_row`); ``benchmarks/kernel_profile.py --only
+# prefetch`` compares both ways.
+PREFETCH = True
+
+
 def form_config(form: FusedForm, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
     """``(cfg, par)`` of ``form`` for inputs of ``dtype`` (copies, free to change)."""
     cfg, par = _config(form.family, tuple(form.flags), tuple(form.params), compute_dtype(dtype))
-    return cfg.copy(), par.copy()
+    cfg = cfg.copy()
+    cfg[_ops().PREFETCH] = int(PREFETCH)
+    return cfg, par.copy()
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -16,12 +16,19 @@ from numba import njit
 
 from ilif.kernels.numba_ops.bf16 import narrow_row, widen_row
 from ilif.kernels.numba_ops.clif_rows import clif_backward_step, clif_forward_row, clif_rebuild_row
-from ilif.kernels.numba_ops.drivers import _chunk, _store_final, ilif_backward, ilif_forward
+from ilif.kernels.numba_ops.drivers import (
+    _chunk,
+    _store_final,
+    ilif_backward,
+    ilif_forward,
+    prefetch_next,
+)
 from ilif.kernels.numba_ops.layout import (
     CHUNK_LEN,
     DETACH_RESET,
     LAMBDA,
     ONE,
+    PREFETCH,
     SURROGATE,
     TAU,
     THRESHOLD,
@@ -29,7 +36,7 @@ from ilif.kernels.numba_ops.layout import (
     ZERO,
 )
 from ilif.kernels.numba_ops.llvm import wide_vectors
-from ilif.kernels.numba_ops.rows import _load_rows, copy_row, row, row3
+from ilif.kernels.numba_ops.rows import _load_rows, copy_row, prefetch_row, row, row3
 from ilif.kernels.numba_ops.surrogates import accumulate_stats, surrogate_row
 
 
@@ -45,8 +52,11 @@ def clif_forward_bf16(x, state0, out_spikes, out_bits, out_sgm, out_state, par, 
     code = cfg[SURROGATE]
     ws = np.zeros((2, ch), np.float32)
     buf = np.empty((4, ch), np.float32)  # h, σ when the caller wants none, x, the spikes
+    prefetch = cfg[PREFETCH] != 0
     for c in range(c0, c1):
         lo, m = _chunk(c, ch, n)
+        if prefetch:
+            prefetch_next(c, c1, ch, n, x)
         _load_rows(ws, state0, zero0, lo, m)
         h, xs, spk = row(buf, 0, 0, m), row(buf, 2, 0, m), row(buf, 3, 0, m)
         for t in range(n_steps):
@@ -77,6 +87,7 @@ def clif_backward_bf16(x, bits, sgm, gout, state0, adj, gx, par, cfg, c0, c1):
     ga = np.zeros((2, ch), np.float32)
     rec = np.empty((3, n_steps, ch), np.float32)
     stage = np.empty((4, ch), np.float32)  # h, then x, dL/dS, dL/dx of one step
+    prefetch = cfg[PREFETCH] != 0
     for c in range(c0, c1):
         lo, m = _chunk(c, ch, n)
         _load_rows(ws, state0, zero0, lo, m)
@@ -85,10 +96,15 @@ def clif_backward_bf16(x, bits, sgm, gout, state0, adj, gx, par, cfg, c0, c1):
         hc, xs, gs, gxs = (row(stage, 0, 0, m), row(stage, 1, 0, m), row(stage, 2, 0, m),
                            row(stage, 3, 0, m))
         for t in range(n_steps):
+            if prefetch:
+                prefetch_row(row(gout, n_steps - 1 - t, lo, m))
             widen_row(xs, row(x, t, lo, m))
             clif_rebuild_row(xs, v, cmem, hc, row3(rec, 1, t, m), row(sgm, t, lo, m),
                              row3(rec, 2, t, m), par)
             surrogate_row(row3(rec, 0, t, m), hc, code, par)
+        if prefetch:
+            prefetch_next(c, c1, ch, n, x)
+            prefetch_next(c, c1, ch, n, sgm)
         for t in range(n_steps - 1, -1, -1):
             widen_row(gs, row(gout, t, lo, m))
             clif_backward_step(gs, row(sgm, t, lo, m), gxs, row(ga, 0, 0, m), row(ga, 1, 0, m),

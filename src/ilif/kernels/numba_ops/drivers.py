@@ -16,6 +16,10 @@ rows that stay in the cache, then runs the adjoints backwards in time. The ILIF 
 given ``sgm`` itself as the dL/dx buffer (:func:`ilif_adjoint_chunk` writes a step's dL/dx
 there once the step has read its σ); otherwise ``sgm`` is only read, and a second backward
 through a retained graph reads it again.
+
+With ``cfg[PREFETCH]`` the drivers ask for memory ahead of its use (:func:`prefetch_row`): the
+forward the next chunk's x; the backward, during a chunk's rebuild, that chunk's dL/dS, and
+before its adjoints the next chunk's x and what the forward kept.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from ilif.kernels.numba_ops.layout import (
     LAMBDA,
     MPIU,
     ONE,
+    PREFETCH,
     RECTANGLE,
     STATS_COUNT,
     STATS_H,
@@ -51,7 +56,14 @@ from ilif.kernels.numba_ops.layout import (
     ZERO,
 )
 from ilif.kernels.numba_ops.llvm import _store_fence, wide_vectors
-from ilif.kernels.numba_ops.rows import _load_rows, copy_row, row, row3
+from ilif.kernels.numba_ops.rows import (
+    _load_rows,
+    copy_row,
+    prefetch_chunk,
+    prefetch_row,
+    row,
+    row3,
+)
 from ilif.kernels.numba_ops.surrogates import accumulate_stats, surrogate_row
 
 
@@ -60,6 +72,15 @@ def _chunk(c, ch, n):
     """``(lo, m)``: the first neuron and the size of chunk ``c``."""
     lo = c * ch
     return lo, min(n, lo + ch) - lo
+
+
+@njit(inline="always")
+def prefetch_next(c, c1, ch, n, a):
+    """With more chunks in this block after ``c``, prefetch the next chunk's rows of ``a``
+    (:func:`prefetch_chunk`; none when ``a`` has no rows)."""
+    if c + 1 < c1:
+        lo, m = _chunk(c + 1, ch, n)
+        prefetch_chunk(a, lo, m)
 
 
 @njit(inline="always")
@@ -95,8 +116,11 @@ def ilif_forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, 
     # the spikes and σ when the caller wants none
     no_out = (np.empty((1, ch), out_spikes.dtype), np.empty((1, ch), out_sgm.dtype))
     no_bits = np.empty(ch, np.uint8)  # the uint8 spikes when the caller wants none
+    prefetch = cfg[PREFETCH] != 0
     for c in range(c0, c1):
         lo, m = _chunk(c, ch, n)
+        if prefetch:
+            prefetch_next(c, c1, ch, n, x)
         _load_rows(ws, state0, zero0, lo, m)
         if stats_mode == STATS_NONE:
             _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_out, no_bits,
@@ -123,8 +147,11 @@ def clif_forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, 
     buf = np.empty((1, ch), x.dtype)
     no_out = (np.empty((1, ch), x.dtype), np.empty((1, ch), x.dtype))
     no_bits = np.empty(ch, np.uint8)
+    prefetch = cfg[PREFETCH] != 0
     for c in range(c0, c1):
         lo, m = _chunk(c, ch, n)
+        if prefetch:
+            prefetch_next(c, c1, ch, n, x)
         _load_rows(ws, state0, zero0, lo, m)
         for t in range(n_steps):
             spk, _, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_out, no_bits,
@@ -167,6 +194,7 @@ def ilif_backward(x, bits, sgm, gout, state0, adj, gx, par, cfg, c0, c1):
     gsur = np.empty((1, ch), par.dtype)  # g(h)
     has_bits = bits.shape[0] == n_steps
     no_bits = np.zeros(ch, np.uint8)  # with the MPIU the spikes are packed in sgm
+    prefetch = cfg[PREFETCH] != 0
     for c in range(c0, c1):
         lo, m = _chunk(c, ch, n)
         _load_rows(ws, state0, zero0, lo, m)
@@ -174,9 +202,15 @@ def ilif_backward(x, bits, sgm, gout, state0, adj, gx, par, cfg, c0, c1):
         v, trace, memory, drive = (row(ws, 0, 0, m), row(ws, 1, 0, m), row(ws, 2, 0, m),
                                    row(ws, 3, 0, m))
         for t in range(n_steps):
+            if prefetch:  # dL/dS, in the order the adjoints read it
+                prefetch_row(row(gout, n_steps - 1 - t, lo, m))
             bt = row(bits, t, lo, m) if has_bits else row(no_bits, 0, 0, m)
             ilif_rebuild_row(row(x, t, lo, m), v, trace, memory, drive, bt, row3(rec, 0, t, m),
                              row(sgm, t, lo, m), par, ciu, mpiu)  # without the MPIU: not read
+        if prefetch:  # what the next chunk's rebuild reads, while the adjoints compute
+            prefetch_next(c, c1, ch, n, x)
+            prefetch_next(c, c1, ch, n, sgm)
+            prefetch_next(c, c1, ch, n, bits)
         ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, m, par,
                            code, keep_reset, keep_inh, ciu, mpiu)
         if want_adj:
@@ -202,15 +236,21 @@ def clif_backward(x, bits, sgm, gout, state0, adj, gx, par, cfg, c0, c1):
     ga = np.zeros((2, ch), x.dtype)
     rec = np.empty((3, n_steps, ch), x.dtype)  # g(h), σ(H/τ) and C before the step
     h = np.empty(ch, x.dtype)
+    prefetch = cfg[PREFETCH] != 0
     for c in range(c0, c1):
         lo, m = _chunk(c, ch, n)
         _load_rows(ws, state0, zero0, lo, m)
         _load_rows(ga, adj, not want_adj, lo, m)
         v, cmem, hc = row(ws, 0, 0, m), row(ws, 1, 0, m), row(h, 0, 0, m)
         for t in range(n_steps):
+            if prefetch:
+                prefetch_row(row(gout, n_steps - 1 - t, lo, m))
             clif_rebuild_row(row(x, t, lo, m), v, cmem, hc, row3(rec, 1, t, m),
                              row(sgm, t, lo, m), row3(rec, 2, t, m), par)
             surrogate_row(row3(rec, 0, t, m), hc, code, par)
+        if prefetch:
+            prefetch_next(c, c1, ch, n, x)
+            prefetch_next(c, c1, ch, n, sgm)
         for t in range(n_steps - 1, -1, -1):
             clif_backward_step(row(gout, t, lo, m), row(sgm, t, lo, m), row(gx, t, lo, m),
                                row(ga, 0, 0, m), row(ga, 1, 0, m), row3(rec, 1, t, m),

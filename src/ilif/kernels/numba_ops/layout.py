@@ -12,8 +12,9 @@ from __future__ import annotations
 CHUNK = 512  # neurons per chunk (the backward's shrinks for very long T: chunk_len)
 
 # cfg: integer configuration of one call
-KIND, CIU, MPIU, DETACH_RESET, DETACH_INHIBITION, SURROGATE, WANT_STATS, CHUNK_LEN = range(8)
-CFG_SIZE = 8
+(KIND, CIU, MPIU, DETACH_RESET, DETACH_INHIBITION, SURROGATE, WANT_STATS, CHUNK_LEN,
+ PREFETCH) = range(9)
+CFG_SIZE = 9
 KIND_ILIF, KIND_CLIF = 0, 1  # LIF is ILIF with both units off (SPEC §2)
 RECTANGLE, TRIANGLE, SIGMOID, ATAN = range(4)  # surrogate codes (ilif.surrogate)
 

@@ -121,3 +121,21 @@ def _compare_and_swap(typingctx, array, index, expected, new):
         return builder.extract_value(pair, 0)
 
     return types.int64(array, types.int64, types.int64, types.int64), codegen
+
+
+
+@intrinsic
+def _prefetch(typingctx, address):
+    """A software prefetch for reading of the cache line at the integer ``address`` into L2
+    (``llvm.prefetch``, locality 2: ``prefetcht1`` on x86); never faults."""
+
+    def codegen(context, builder, signature, args):
+        ptr_t = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", [ptr_t], ir.FunctionType(ir.VoidType(), [ptr_t, i32, i32, i32]))
+        builder.call(fn, [builder.inttoptr(args[0], ptr_t), ir.Constant(i32, 0),
+                          ir.Constant(i32, 2), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(address), codegen

@@ -1,4 +1,4 @@
-"""Row views (without reference counts), row copies and streaming row stores.
+"""Row views (without reference counts), row copies, streaming row stores and prefetches.
 
 The kernels' loops take one 1-D C-contiguous row per quantity (``x[t, lo:hi]``, ``state[k, lo:hi]``,
 scratch rows, cut by :func:`row`), all distinct: numba types 2-D slices as non-contiguous and
@@ -11,7 +11,7 @@ from numba import carray, njit, types
 from numba.core.errors import TypingError
 from numba.extending import overload
 
-from ilif.kernels.numba_ops.llvm import _address, _pointer, _store_fence, _stream_line
+from ilif.kernels.numba_ops.llvm import _address, _pointer, _prefetch, _store_fence, _stream_line
 
 
 @njit(inline="always")
@@ -95,3 +95,24 @@ def _load_rows(dst, src, zero, lo, m):
         else:
             copy_row(out, row(src, k, lo, m))
 
+
+
+@njit(inline="always")
+def prefetch_row(a):
+    """Ask for the cache lines of the row ``a`` ahead of their use (software prefetches into L2).
+
+    A chunk's rows are short (512 neurons: 2 KiB of float32) and T of them, far apart, are in
+    use at once, too many streams for the hardware prefetchers; asked for ahead, a row's lines
+    arrive while the kernel computes on rows already in the cache (``benchmarks/kernel_profile.py
+    --only prefetch``)."""
+    start = _address(a)
+    for offset in range(0, a.shape[0] * a.itemsize, 64):
+        _prefetch(start + offset)
+
+
+@njit(inline="always")
+def prefetch_chunk(a, lo, m):
+    """:func:`prefetch_row` of ``a[t, lo:lo + m]`` for every row t of the 2-D ``a`` (none when
+    it has no rows)."""
+    for t in range(a.shape[0]):
+        prefetch_row(row(a, t, lo, m))
