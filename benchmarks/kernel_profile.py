@@ -19,8 +19,8 @@ hits all of them alike, and reports medians):
   stores, 1 thread.
 - ``chunks``: the forward and backward kernels on the main size [6, 32·64·16·16], 2 threads,
   wall clock, per chunk length.
-- ``prefetch``: the ILIF, LIF and CLIF forward and backward kernels on the main size, 2
-  threads, wall clock, with and without their software prefetches (``cfg[PREFETCH]``).
+- ``prefetch``: the ILIF, LIF and CLIF backward kernels on the main size, 2 threads, wall
+  clock, with and without their software prefetches (``cfg[PREFETCH]``).
 - ``backward``: the ILIF and LIF forward and backward kernels on the main size, 1 thread, CPU
   time.
 - ``sizes``: the ILIF forward and backward kernels (1 thread, wall clock) in ns per
@@ -227,9 +227,9 @@ class _Kernels:
         self.gx = np.zeros((steps, n), np.float32)
         self.stats = np.zeros((0, 3, steps))
 
-    def forward(self, chunk: int, prefetch: bool = True) -> None:
+    def forward(self, chunk: int) -> None:
         cfg = self.cfg.copy()
-        cfg[ops.CHUNK_LEN], cfg[ops.PREFETCH] = chunk, int(prefetch)
+        cfg[ops.CHUNK_LEN] = chunk
         cpu._launch(self.family, "forward", -(-self.shape[1] // chunk), self.x, self.state0,
                     self.spikes, self.bits, self.sgm, self.final, self.par, cfg, self.stats)
 
@@ -301,22 +301,19 @@ def section_chunks(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def section_prefetch(args: argparse.Namespace) -> dict[str, Any]:
-    """The kernels with and without their software prefetches (``cfg[PREFETCH]``) on the main
-    size, 2 threads, wall clock: ILIF, LIF and CLIF, float32."""
+    """The backward kernels with and without their software prefetches (``cfg[PREFETCH]``) on
+    the main size, 2 threads, wall clock: ILIF, LIF and CLIF, float32, after one forward."""
     torch.set_num_threads(2)
     out = {}
-    fwd_chunk = ops.chunk_len(MAIN[0], backward=False)
     bwd_chunk = ops.chunk_len(MAIN[0], backward=True)
     for name, neuron in (("ilif", ILIF()), ("lif", LIF()), ("clif", CLIF())):
         kern = _Kernels(neuron)
-        variants: dict[str, Callable[[], Any]] = {}
-        for on in (True, False):  # in this order: each backward reads what the forward kept
-            label = "with prefetch" if on else "without"
-            variants[f"forward, {label}"] = lambda k=kern, p=on: k.forward(fwd_chunk, p)
-            variants[f"backward, {label}"] = lambda k=kern, p=on: k.backward(bwd_chunk, p)
-        res = _interleaved(variants, args.rounds, time.perf_counter)
-        res["forward ratio"] = res["forward, without"] / res["forward, with prefetch"]
-        res["backward ratio"] = res["backward, without"] / res["backward, with prefetch"]
+        kern.forward(ops.chunk_len(MAIN[0], backward=False))  # what the backwards read
+        res = _interleaved({
+            "backward, with prefetch": lambda k=kern: k.backward(bwd_chunk, True),
+            "backward, without": lambda k=kern: k.backward(bwd_chunk, False),
+        }, args.rounds, time.perf_counter)
+        res["ratio"] = res["backward, without"] / res["backward, with prefetch"]
         out[name] = res
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()))
     return {"ms": out, "ratio": "time without / time with prefetch"}

@@ -97,9 +97,9 @@ def _config(family: str, flags: tuple[int, ...], params: tuple[float, ...],
     return cfg, par
 
 
-# Whether the kernels prefetch the rows of the next chunk and the backward's dL/dS
-# (:func:`ilif.kernels.numba_ops.rows.prefetch_row`); ``benchmarks/kernel_profile.py --only
-# prefetch`` compares both ways.
+# Whether the backward kernels prefetch a chunk's dL/dS and the next chunk's x and kept values
+# (:mod:`ilif.kernels.numba_ops.drivers`); ``benchmarks/kernel_profile.py --only prefetch``
+# compares both ways.
 PREFETCH = True
 
 

@@ -52,11 +52,8 @@ def clif_forward_bf16(x, state0, out_spikes, out_bits, out_sgm, out_state, par, 
     code = cfg[SURROGATE]
     ws = np.zeros((2, ch), np.float32)
     buf = np.empty((4, ch), np.float32)  # h, σ when the caller wants none, x, the spikes
-    prefetch = cfg[PREFETCH] != 0
     for c in range(c0, c1):
         lo, m = _chunk(c, ch, n)
-        if prefetch:
-            prefetch_next(c, c1, ch, n, x)
         _load_rows(ws, state0, zero0, lo, m)
         h, xs, spk = row(buf, 0, 0, m), row(buf, 2, 0, m), row(buf, 3, 0, m)
         for t in range(n_steps):

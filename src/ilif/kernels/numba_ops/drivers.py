@@ -17,9 +17,10 @@ given ``sgm`` itself as the dL/dx buffer (:func:`ilif_adjoint_chunk` writes a st
 there once the step has read its σ); otherwise ``sgm`` is only read, and a second backward
 through a retained graph reads it again.
 
-With ``cfg[PREFETCH]`` the drivers ask for memory ahead of its use (:func:`prefetch_row`): the
-forward the next chunk's x; the backward, during a chunk's rebuild, that chunk's dL/dS, and
-before its adjoints the next chunk's x and what the forward kept.
+With ``cfg[PREFETCH]`` the backward asks for memory ahead of its use (:func:`prefetch_row`):
+during a chunk's rebuild for that chunk's dL/dS, which its adjoints read next, and before the
+adjoints for the next chunk's x and what the forward kept, which its rebuild reads (the
+forward, one stream in and two out, gained nothing from prefetches).
 """
 
 from __future__ import annotations
@@ -116,11 +117,8 @@ def ilif_forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, 
     # the spikes and σ when the caller wants none
     no_out = (np.empty((1, ch), out_spikes.dtype), np.empty((1, ch), out_sgm.dtype))
     no_bits = np.empty(ch, np.uint8)  # the uint8 spikes when the caller wants none
-    prefetch = cfg[PREFETCH] != 0
     for c in range(c0, c1):
         lo, m = _chunk(c, ch, n)
-        if prefetch:
-            prefetch_next(c, c1, ch, n, x)
         _load_rows(ws, state0, zero0, lo, m)
         if stats_mode == STATS_NONE:
             _ilif_forward_chunk(x, ws, out_spikes, out_bits, out_sgm, buf, no_out, no_bits,
@@ -147,11 +145,8 @@ def clif_forward(x, state0, out_spikes, out_bits, out_sgm, out_state, par, cfg, 
     buf = np.empty((1, ch), x.dtype)
     no_out = (np.empty((1, ch), x.dtype), np.empty((1, ch), x.dtype))
     no_bits = np.empty(ch, np.uint8)
-    prefetch = cfg[PREFETCH] != 0
     for c in range(c0, c1):
         lo, m = _chunk(c, ch, n)
-        if prefetch:
-            prefetch_next(c, c1, ch, n, x)
         _load_rows(ws, state0, zero0, lo, m)
         for t in range(n_steps):
             spk, _, sgm, h = _forward_rows(out_spikes, out_bits, out_sgm, buf, no_out, no_bits,
