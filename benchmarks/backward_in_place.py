@@ -2,17 +2,20 @@
 
     python benchmarks/backward_in_place.py                  # 3 rounds of each part
     python benchmarks/backward_in_place.py --parts neuron --rounds 10
+    python benchmarks/backward_in_place.py --precision bf16-cl      # bfloat16: over σ's code
 
-An eager ILIF backward (float32) writes dL/dx over the σ(M) its forward kept
+An eager ILIF backward writes dL/dx over the σ(M) its forward kept (float32; in bfloat16 over
+its 16-bit code)
 (``ilif.kernels.cpu.BACKWARD_IN_PLACE = True``, the default), or into a buffer of its own
 (``False``, what the ``torch.library`` operators do). Two parts, each alternating the two ways
-``--rounds`` times in one process, 2 threads:
+``--rounds`` times in one process, 2 threads, in the ``--precision`` of
+``benchmarks/train_step.py`` (``fp32``, or ``bf16-cl``: bfloat16 input to the layer; bf16
+autocast and channels_last for the step):
 
 - ``neuron``: one ILIF layer, forward + dL/dx on [6, 32, 64, 16, 16], ``--calls`` timed calls
   per way and round; medians of the forward, the backward and both.
-- ``step``: the ResNet-18 (T = 6, batch 16) float32 training step of
-  ``benchmarks/train_step.py``, with its neuron-free network as the limit; the overhead over the
-  limit per way.
+- ``step``: the ResNet-18 (T = 6, batch 16) training step of ``benchmarks/train_step.py``, with
+  its neuron-free network as the limit; the overhead over the limit per way.
 
 Both ways must give the same spikes and gradients (checked every round). Printed, and written as
 JSON (``--out``). Discussion: docs/performance.md ("Where dL/dx goes").
@@ -40,11 +43,12 @@ from ilif.neurons import ILIF  # noqa: E402
 WAYS = {"own buffer": False, "over sigma": True}
 
 
-def neuron_part(rounds: int, calls: int) -> dict[str, Any]:
+def neuron_part(rounds: int, calls: int, precision: str) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
     shape = (6, 32, 64, 16, 16)
-    x = (torch.randn(shape, generator=gen) * 1.5 + 0.3).requires_grad_()
-    grad = torch.randn(shape, generator=gen)
+    dtype = torch.bfloat16 if precision == "bf16-cl" else torch.float32
+    x = (torch.randn(shape, generator=gen) * 1.5 + 0.3).to(dtype).requires_grad_()
+    grad = torch.randn(shape, generator=gen).to(dtype)
     layer = ILIF(backend="cpu")
     times: dict[str, dict[str, list[float]]] = {w: {"forward": [], "backward": [], "both": []}
                                                 for w in WAYS}
@@ -77,12 +81,12 @@ def neuron_part(rounds: int, calls: int) -> dict[str, Any]:
             "over_sigma_over_own_buffer": ratio}
 
 
-def step_part(rounds: int) -> dict[str, Any]:
+def step_part(rounds: int, precision: str) -> dict[str, Any]:
     torch.manual_seed(0)
     base = create_model("resnet18", neuron="ilif", T=6, num_classes=10)
     x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
-    ilif_step = Step(build("resnet18", 6, "ilif", base), "fp32", x, y)
-    limit = Step(build("resnet18", 6, "identity", base), "fp32", x, y)
+    ilif_step = Step(build("resnet18", 6, "ilif", base), precision, x, y)
+    limit = Step(build("resnet18", 6, "identity", base), precision, x, y)
     ilif_step()
     limit()
     times: dict[str, list[float]] = {**{w: [] for w in WAYS}, "limit": []}
@@ -96,7 +100,8 @@ def step_part(rounds: int) -> dict[str, Any]:
     for way in WAYS:
         print(f"step, {way}: {medians[way]:.0f} ms, overhead {100 * overhead[way]:+.1f} %")
     print(f"step, limit: {medians['limit']:.0f} ms")
-    return {"model": "resnet18", "T": 6, "batch": 16, "median_ms": medians, "overhead": overhead}
+    return {"model": "resnet18", "T": 6, "batch": 16, "precision": precision,
+            "median_ms": medians, "overhead": overhead}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="alternations of the two ways (3)")
     p.add_argument("--calls", type=int, default=10, help="timed neuron calls per way and round")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", choices=("fp32", "bf16-cl"), default="fp32",
+                   help="fp32, or bf16-cl: bfloat16 (autocast and channels_last in the step)")
     p.add_argument("--out", type=Path, default=RESULTS / "backward-in-place-cpu.json")
     args = p.parse_args(argv)
     parts = [part for part in args.parts.split(",") if part]
@@ -117,12 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["backward_in_place.py", *(argv if argv is not None else sys.argv[1:])])
     report: dict[str, Any] = {"command": command,
                               "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-                              "commit": commit(), "threads": args.threads, "rounds": args.rounds}
+                              "commit": commit(), "threads": args.threads, "rounds": args.rounds,
+                              "precision": args.precision}
     try:
         if "neuron" in parts:
-            report["neuron"] = neuron_part(args.rounds, args.calls)
+            report["neuron"] = neuron_part(args.rounds, args.calls, args.precision)
         if "step" in parts:
-            report["step"] = step_part(args.rounds)
+            report["step"] = step_part(args.rounds, args.precision)
     finally:
         cpu.BACKWARD_IN_PLACE = True
     write_json(args.out, report)

@@ -541,6 +541,44 @@ def test_ilif_backward_writes_dl_dx_over_sigma(name: str, in_place: bool) -> Non
     assert torch.equal(grads[1], grads[0]) and torch.equal(grads[2], grads[0])
 
 
+@pytest.mark.parametrize("name", ["ilif", "ilif-mpiu"])
+def test_bfloat16_backward_writes_dl_dx_over_the_sigma_code(name: str, monkeypatch) -> None:
+    """bfloat16 ILIF (σ(M) kept as its int16 code): the eager backward returns the bfloat16
+    dL/dx in the code's own storage, bit for bit the gradient of a backward into a buffer of
+    its own (``BACKWARD_IN_PLACE = False``) and of the operators; a second and third backward
+    through the retained graph give it again."""
+    cls, preset = NEURON_CASES[name]
+    x = _input((6, 3, 700), seed=25, dtype=torch.bfloat16).requires_grad_()
+    grad_out = _input(x.shape, seed=26, dtype=torch.bfloat16)
+    eager = cpu._traced
+
+    def grads(in_place: bool, traced: bool = False, times: int = 1):
+        monkeypatch.setattr(cpu, "BACKWARD_IN_PLACE", in_place)
+        monkeypatch.setattr(cpu, "_traced", (lambda *t: True) if traced else eager)
+        saved: list[torch.Tensor] = []
+
+        def pack(t, saved=saved):
+            saved.append(t)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            spikes = cls(backend="cpu", **preset)(x)
+        codes = [t for t in saved if t.dtype == torch.int16]
+        out = [torch.autograd.grad(spikes, x, grad_out, retain_graph=True)[0]
+               for _ in range(times)]
+        return out, codes
+
+    own, _ = grads(False)
+    operator, _ = grads(False, traced=True)
+    over, codes = grads(True, times=3)
+    assert len(codes) == 1 and over[0].dtype == torch.bfloat16
+    assert over[0].untyped_storage().data_ptr() == codes[0].untyped_storage().data_ptr()
+    assert own[0].untyped_storage().data_ptr() != codes[0].untyped_storage().data_ptr()
+    assert torch.equal(own[0], operator[0]) and own[0].abs().sum() > 0
+    for g in over:
+        assert torch.equal(g, own[0])
+
+
 def test_backward_in_place_switch(monkeypatch) -> None:
     """``BACKWARD_IN_PLACE = False`` gives ILIF's eager backward a buffer of its own, with the
     same gradient bit for bit."""

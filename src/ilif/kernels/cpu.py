@@ -10,7 +10,7 @@ state of a fresh neuron). The backward operator rebuilds the other per-step valu
 (cheap without the exponentials, and cache-resident) and runs BPTT backwards in time into a new
 dL/dx buffer; what the forward kept is only read, so a second backward through a retained graph
 gives the same result. Eager calls run the same implementations through :class:`_EagerFused`,
-whose ILIF float32/float64 backward writes dL/dx over the kept σ(M) instead. Gradients flow to
+whose ILIF backward writes dL/dx over the kept σ(M) instead. Gradients flow to
 the input, to the initial state and from the final state, exactly as through the eager loop, so
 calls can be chained.
 
@@ -411,17 +411,18 @@ class _EagerFused(torch.autograd.Function):
     """The eager form of ``fused_cpu_forward`` with its autograd formula: the same
     implementation, forward and backward, without the operator dispatch.
 
-    One difference, invisible from outside: ILIF's float32/float64 backward writes dL/dx into
-    the buffer that held σ(M) (the kernel reads a step's σ before it writes there), which saves
-    a buffer and the reads-for-ownership of its lines. A second backward through a retained
-    graph finds σ(M) gone and runs the forward again for it (``ctx.sigma_spent``)."""
+    One difference, invisible from outside: ILIF's backward writes dL/dx into the buffer that
+    held σ(M) (the kernel reads a step's σ before it writes there; in float32 and float64 over
+    σ itself, in bfloat16 over its 16-bit code, 2 bytes each), which saves a buffer and the
+    reads-for-ownership of its lines. A second backward through a retained graph finds σ(M)
+    gone and runs the forward again for it (``ctx.sigma_spent``)."""
 
     @staticmethod
     def forward(ctx, x, state0, family, flags, params, want_stats, keep):
         output = fused_cpu_forward._init_fn(x, state0, family, flags, params, want_stats, keep)
         _setup_context(ctx, (x, state0, family, flags, params, want_stats, keep), output)
         ctx.in_place = BACKWARD_IN_PLACE and family == "ilif" and output[2].shape[0] > 0 and (
-            x.dtype in (torch.float32, torch.float64))
+            x.dtype in (torch.float32, torch.float64, torch.bfloat16))
         ctx.sigma_spent = False
         return output
 
@@ -437,7 +438,9 @@ class _EagerFused(torch.autograd.Function):
                 sgm = fused_cpu_forward._init_fn(x, state0, family, flags, params, False,
                                                  True)[2]
             ctx.sigma_spent = True
-            return _backward_into(sgm, x, state0, sgm, *rest)
+            # bfloat16: the int16 σ code's storage as bfloat16, the same bytes
+            grad_x = sgm.view(torch.bfloat16) if x.dtype == torch.bfloat16 else sgm
+            return _backward_into(grad_x, x, state0, sgm, *rest)
 
         return _backward_through(run_backward, ctx, grad_spikes, grad_final)
 

@@ -42,7 +42,9 @@ def load(a, j):
 
 def store(a, j, value):
     """``a[j] = value``: into a uint16 array the bfloat16 bits nearest the float32 ``value``
-    (:func:`f32_to_bf16`), into a float array the value. Compiled only."""
+    (:func:`f32_to_bf16`); into an int16 array the same bits (the ILIF backward writing
+    bfloat16 dL/dx over the kept 16-bit σ code, one pointer for both); into a float array the
+    value. Compiled only."""
     raise NotImplementedError("store runs inside numba kernels only")
 
 
@@ -59,6 +61,10 @@ def _store_overload(a, j, value):
         def impl(a, j, value):
             a[j] = f32_to_bf16(value)
         return impl
+    if a.dtype == types.int16:
+        def impl_bits(a, j, value):
+            a[j] = np.int16(f32_to_bf16(value))  # same width: the bits as they are
+        return impl_bits
 
     def impl_float(a, j, value):
         a[j] = value

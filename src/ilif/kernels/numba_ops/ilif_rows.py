@@ -291,7 +291,8 @@ def ilif_adjoint_chunk(x, bits, sgm, gout, gx, ga, rec, gsur, no_bits, lo, m, pa
     ``mpiu``, else the uint8 ``bits``. ``gx`` receives dL/dx. One call per chunk, not per
     step. The chunk starts at column ``lo`` (bfloat16 rows of ``x``, ``gout`` and ``gx`` are
     read and written through :func:`load` and :func:`store`).
-    ``gx`` may be ``sgm`` itself (dL/dx in place of σ, float32/float64): the step's loop then
+    ``gx`` may be ``sgm``'s memory (dL/dx in place of σ; for bfloat16 over the 16-bit code,
+    written as bfloat16 bits through :func:`store` into the int16 row): the step's loop then
     gets σ's row as its dL/dx row, the same pointer, which it reads at each j before it writes
     there (LLVM vectorises that; two pointers to overlapping rows would take its scalar
     loop)."""
