@@ -603,6 +603,25 @@ def test_backward_in_place_switch(monkeypatch) -> None:
     assert torch.equal(grads[True], grads[False])
 
 
+def test_prefetch_row_is_a_read_prefetch_into_l2() -> None:
+    """``prefetch_row`` compiles to LLVM read prefetches into L2 (``llvm.prefetch`` with rw 0,
+    locality 2, data cache), and the prefetched row is left as it was."""
+    from numba import njit
+
+    from ilif.kernels.numba_ops.rows import prefetch_row
+
+    @njit
+    def ask(a):
+        prefetch_row(a)
+
+    a = np.arange(512, dtype=np.float32)
+    ask(a)
+    assert np.array_equal(a, np.arange(512, dtype=np.float32))
+    ir = ask.inspect_llvm(ask.signatures[0])
+    calls = [line for line in ir.splitlines() if "call void @llvm.prefetch" in line]
+    assert calls and all(line.rstrip().endswith("i32 0, i32 2, i32 1)") for line in calls)
+
+
 @pytest.mark.parametrize("name", ["ilif", "ilif-ciu", "lif", "clif"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_prefetching_changes_no_result(name: str, dtype: torch.dtype, monkeypatch) -> None:

@@ -421,8 +421,7 @@ class _EagerFused(torch.autograd.Function):
     def forward(ctx, x, state0, family, flags, params, want_stats, keep):
         output = fused_cpu_forward._init_fn(x, state0, family, flags, params, want_stats, keep)
         _setup_context(ctx, (x, state0, family, flags, params, want_stats, keep), output)
-        ctx.in_place = BACKWARD_IN_PLACE and family == "ilif" and output[2].shape[0] > 0 and (
-            x.dtype in (torch.float32, torch.float64, torch.bfloat16))
+        ctx.in_place = BACKWARD_IN_PLACE and family == "ilif" and output[2].shape[0] > 0
         ctx.sigma_spent = False
         return output
 
@@ -438,9 +437,8 @@ class _EagerFused(torch.autograd.Function):
                 sgm = fused_cpu_forward._init_fn(x, state0, family, flags, params, False,
                                                  True)[2]
             ctx.sigma_spent = True
-            # bfloat16: the int16 σ code's storage as bfloat16, the same bytes
-            grad_x = sgm.view(torch.bfloat16) if x.dtype == torch.bfloat16 else sgm
-            return _backward_into(grad_x, x, state0, sgm, *rest)
+            # σ's storage in x's dtype: σ itself, or for bfloat16 its int16 code's bytes
+            return _backward_into(sgm.view(x.dtype), x, state0, sgm, *rest)
 
         return _backward_through(run_backward, ctx, grad_spikes, grad_final)
 

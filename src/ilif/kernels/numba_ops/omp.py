@@ -77,10 +77,13 @@ def _backward_arrays(meta, f, fx, fs):
 
 # One body per family and direction, each naming its driver as a global: a cached cfunc's key
 # includes its closure variables, and a driver there would not pickle to the same bytes twice.
-def _ilif_bodies(f):
+def _ilif_bodies(f, fx, fs):
+    """ILIF's bodies for floats ``f``; x, the spikes, dL/dS, dL/dx and the final state of ``fx``
+    (``f``, or uint16 for bfloat16), σ of ``fs`` (``f``, or the int16 16-bit code)."""
+
     def forward(data):
         meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _forward_arrays(meta, f, f, f)
+        arrays = _forward_arrays(meta, f, fx, fs)
         while True:
             c0, c1 = next_block(meta)
             if c0 >= c1:
@@ -89,7 +92,7 @@ def _ilif_bodies(f):
 
     def backward(data):
         meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _backward_arrays(meta, f, f, f)
+        arrays = _backward_arrays(meta, f, fx, fs)
         while True:
             c0, c1 = next_block(meta)
             if c0 >= c1:
@@ -121,30 +124,6 @@ def _clif_bodies(f):
     return forward, backward
 
 
-def _ilif_bf16_bodies(f):
-    fx = types.uint16  # bfloat16 bits; σ kept as the 16-bit code (int16)
-
-    def forward(data):
-        meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _forward_arrays(meta, f, fx, types.int16)
-        while True:
-            c0, c1 = next_block(meta)
-            if c0 >= c1:
-                return
-            ilif_forward(*arrays, c0, c1)
-
-    def backward(data):
-        meta = carray(data, (HEADER + PER_ARRAY * _N_ARRAYS,), types.int64)
-        arrays = _backward_arrays(meta, f, fx, types.int16)
-        while True:
-            c0, c1 = next_block(meta)
-            if c0 >= c1:
-                return
-            ilif_backward(*arrays, c0, c1)
-
-    return forward, backward
-
-
 def _clif_bf16_bodies(f):
     fx = types.uint16
 
@@ -169,9 +148,11 @@ def _clif_bf16_bodies(f):
     return forward, backward
 
 
-_BODIES = {"ilif": _ilif_bodies, "clif": _clif_bodies}
-# bfloat16 (its uint16 bits) in and out, float32 inside (:mod:`.bf16_drivers`)
-_BF16_BODIES = {"ilif": _ilif_bf16_bodies, "clif": _clif_bf16_bodies}
+_BODIES = {"ilif": lambda f: _ilif_bodies(f, f, f), "clif": _clif_bodies}
+# bfloat16 (its uint16 bits) in and out, float32 inside: ILIF runs its drivers of every dtype
+# with σ kept as the 16-bit code, CLIF those of :mod:`.bf16_drivers`
+_BF16_BODIES = {"ilif": lambda f: _ilif_bodies(f, types.uint16, types.int16),
+                "clif": _clif_bf16_bodies}
 
 
 @functools.cache
