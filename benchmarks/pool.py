@@ -157,13 +157,24 @@ def pool_neurons(paths: list[Path]) -> dict[str, Any]:
 
 
 def _fmt(key: str, v: float) -> str:
-    return f"{100 * v:+.1f} %" if key == "overhead" else f"{v:.2f}×"
+    return f"{100 * v:+.1f} %" if key == "overhead" else f"{v:.3f}×"
+
+
+def verdict(target: dict[str, Any]) -> str:
+    """The reading of a pooled target: met with the whole interval clear of the bound, met by
+    the median with the interval straddling the bound, or not met."""
+    if target["interval_meets"]:
+        return "met (interval clear of the bound)"
+    if target["median_meets"]:
+        return "median meets it, interval straddles the bound"
+    return "not met"
 
 
 def markdown(result: dict[str, Any]) -> str:
     unit = "rounds" if result["kind"] == "neurons" else "processes"
     lines = [f"| target | per run (median) | pooled median of the {unit} | 95 % interval "
-             f"(coverage) | {unit} | {unit} meeting |", "|---|---|---:|---|---:|---:|"]
+             f"(coverage) | {unit} | {unit} meeting | verdict |",
+             "|---|---|---:|---|---:|---:|---|"]
     for t in result["targets"]:
         k = t["key"]
         per_run = ", ".join(_fmt(k, v) for v in t["per_run"].values())
@@ -172,7 +183,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {target} | {per_run} | {_fmt(k, t['median'])} "
             f"| {_fmt(k, low)} to {_fmt(k, high)} ({100 * t['coverage']:.1f} %) | {t['n']} "
-            f"| {t['meeting']} of {t['n']} |")
+            f"| {t['meeting']} of {t['n']} | {verdict(t)} |")
     lines.append("")
     lines.append("Runs whose median meets the target: " + "; ".join(
         f"{t['target']}: {t['runs_meeting']} of {len(t['per_run'])}" for t in result["targets"])

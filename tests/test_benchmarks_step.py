@@ -115,6 +115,12 @@ def test_pooling_train_step_runs(tmp_path):
     assert fp32["meeting"] == 3 and fp32["runs_meeting"] == 2
     vs_sj = next(t for t in result["targets"] if t["key"] == "vs_sj")
     assert vs_sj["n"] == 2 and vs_sj["meeting"] == 2  # bf16 only in each run's process 1
+    # four values: the interval is their range [5 %, 7 %], across the 6 % bound; both 1.2×
+    assert pool.verdict(fp32) == "median meets it, interval straddles the bound"
+    assert pool.verdict(vs_sj) == "met (interval clear of the bound)"
+    missed = {**fp32, **pool._verdict([0.07, 0.08, 0.065], "<=", 0.06)}
+    assert pool.verdict(missed) == "not met"
+    assert "median meets it, interval straddles" in pool.markdown(result)
 
 
 def test_pooling_neuron_rounds_groups_rounds_into_runs(tmp_path):

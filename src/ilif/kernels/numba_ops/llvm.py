@@ -47,7 +47,6 @@ def wide_vectors(typingctx):
     return types.none(), codegen
 
 
-
 # ------------------------------------------------------------------- row views, streaming stores
 @intrinsic
 def _pointer(typingctx, address):
@@ -106,7 +105,6 @@ def _store_fence(typingctx):
     return types.none(), codegen
 
 
-
 @intrinsic
 def _compare_and_swap(typingctx, array, index, expected, new):
     """Atomically: if ``array[index]`` (int64) equals ``expected``, store ``new``; returns the
@@ -121,7 +119,6 @@ def _compare_and_swap(typingctx, array, index, expected, new):
         return builder.extract_value(pair, 0)
 
     return types.int64(array, types.int64, types.int64, types.int64), codegen
-
 
 
 @intrinsic

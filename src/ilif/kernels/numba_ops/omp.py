@@ -50,7 +50,6 @@ def array_at(meta, k, ndim, dtype):
     return carray(ptr, (meta[base + 1], meta[base + 2], meta[base + 3]), dtype)
 
 
-
 _N_ARRAYS = 9  # arrays per launch, forward and backward
 
 

@@ -96,7 +96,6 @@ def _load_rows(dst, src, zero, lo, m):
             copy_row(out, row(src, k, lo, m))
 
 
-
 @njit(inline="always")
 def prefetch_row(a):
     """Ask for the cache lines of the row ``a`` ahead of their use (software prefetches into L2).
